@@ -1,0 +1,7 @@
+"""App config for SMTP logins."""
+from django.apps import AppConfig
+
+
+class CredentialsConfig(AppConfig):
+    name = "credentials"
+    verbose_name = "SMTP logins"

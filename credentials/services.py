@@ -1,0 +1,185 @@
+"""Plain functions that create, change and verify SMTP logins; each change writes its audit entry.
+
+Views, management commands and the SMTP server go through here, so that no change can
+skip the audit log and no caller handles a hash itself.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterable
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import transaction
+from django.utils import timezone
+
+from .models import FEATURE_NAMES, AuditEntry, Login
+
+PASSWORD_LENGTH = 32
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+# No vowels or look-alikes: generated usernames never spell words or confuse readers.
+_USERNAME_ALPHABET = "bcdfghjkmnpqrstvwxz23456789"
+Action = AuditEntry.Action
+
+
+def generate_password() -> str:
+    """A random password of PASSWORD_LENGTH letters and digits (~190 bits)."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def generate_username() -> str:
+    """A random, unique login name such as ``smtp-k7dq2xw9hm``; never derived from the owner."""
+    while True:
+        name = "smtp-" + "".join(secrets.choice(_USERNAME_ALPHABET) for _ in range(10))
+        if not Login.objects.filter(username=name).exists():
+            return name
+
+
+def _audit(
+    action: str,
+    login: Login,
+    actor,
+    ip: str | None,
+    before: dict | None = None,
+    after: dict | None = None,
+    details: dict | None = None,
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        action=action,
+        actor=actor if actor is not None and actor.pk else None,
+        actor_name=actor.get_username() if actor is not None else "system",
+        owner=login.owner,
+        owner_name=login.owner.get_username(),
+        login=login if login.pk else None,
+        login_username=login.username,
+        ip=ip or None,
+        features_before=before,
+        features_after=after,
+        details=details or {},
+    )
+
+
+def check_feature_names(names: Iterable[str]) -> list[str]:
+    names = [n.strip().lower() for n in names if n.strip()]
+    unknown = sorted(set(names) - set(FEATURE_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown feature(s): {', '.join(unknown)}; known: {', '.join(FEATURE_NAMES)}"
+        )
+    return names
+
+
+@transaction.atomic
+def create_login(
+    owner,
+    *,
+    features: Iterable[str] = (),
+    description: str = "",
+    actor=None,
+    ip: str | None = None,
+) -> tuple[Login, str]:
+    """Create a login for ``owner``; returns it and its password (the only time it is known)."""
+    enabled = set(check_feature_names(features))
+    password = generate_password()
+    login = Login(
+        owner=owner,
+        username=generate_username(),
+        password_hash=make_password(password),
+        description=description,
+        **{name: name in enabled for name in FEATURE_NAMES},
+    )
+    login.save()
+    _audit(
+        Action.CREATED,
+        login,
+        actor if actor is not None else owner,
+        ip,
+        after=login.featureset(),
+        details={"description": description},
+    )
+    return login, password
+
+
+@transaction.atomic
+def update_login(
+    login: Login,
+    *,
+    actor,
+    ip: str | None = None,
+    description: str | None = None,
+    features: dict[str, bool] | None = None,
+) -> list[AuditEntry]:
+    """Change description and/or features; one audit entry per kind of change, none if nothing changed."""
+    entries = []
+    login = Login.objects.select_for_update().get(pk=login.pk)
+    if description is not None and description != login.description:
+        old = login.description
+        login.description = description
+        login.save(update_fields=["description", "updated"])
+        entries.append(
+            _audit(
+                Action.DESCRIPTION_CHANGED, login, actor, ip,
+                details={"before": old, "after": description},
+            )
+        )
+    if features is not None:
+        unknown = set(features) - set(FEATURE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown feature(s): {', '.join(sorted(unknown))}")
+        before = login.featureset()
+        after = {**before, **{k: bool(v) for k, v in features.items()}}
+        if after != before:
+            for name, value in after.items():
+                setattr(login, name, value)
+            login.save(update_fields=[*FEATURE_NAMES, "updated"])
+            entries.append(_audit(Action.FEATURES_CHANGED, login, actor, ip, before, after))
+    return entries
+
+
+@transaction.atomic
+def set_enabled(login: Login, enabled: bool, *, actor, ip: str | None = None) -> AuditEntry | None:
+    login = Login.objects.select_for_update().get(pk=login.pk)
+    if login.enabled == enabled:
+        return None
+    login.enabled = enabled
+    login.save(update_fields=["enabled", "updated"])
+    action = Action.ENABLED if enabled else Action.DISABLED
+    return _audit(action, login, actor, ip, login.featureset(), login.featureset())
+
+
+@transaction.atomic
+def reset_password(login: Login, *, actor, ip: str | None = None) -> str:
+    """Give the login a new generated password and return it (shown once, never stored)."""
+    password = generate_password()
+    login = Login.objects.select_for_update().get(pk=login.pk)
+    login.password_hash = make_password(password)
+    login.save(update_fields=["password_hash", "updated"])
+    _audit(Action.PASSWORD_RESET, login, actor, ip)
+    return password
+
+
+@transaction.atomic
+def delete_login(login: Login, *, actor, ip: str | None = None) -> None:
+    _audit(Action.DELETED, login, actor, ip, before=login.featureset())
+    login.delete()
+
+
+def verify_password(login: Login, password: str) -> bool:
+    """argon2 check (~120 ms, CPU-bound): callers on an event loop run it in a thread."""
+    return check_password(password, login.password_hash)
+
+
+def authenticate(username: str, password: str) -> Login | None:
+    """The enabled login with this username and password, or None (same cost either way)."""
+    login = Login.objects.select_related("owner").filter(username=username).first()
+    if login is None:
+        # Spend the same argon2 time so a wrong username cannot be told from a wrong password.
+        make_password(password)
+        return None
+    if not verify_password(login, password) or not login.enabled:
+        return None
+    return login
+
+
+def mark_used(login_id: int) -> None:
+    Login.objects.filter(pk=login_id).update(last_used=timezone.now())

@@ -1,0 +1,33 @@
+"""What happened to a message: one Event per delivery, failure, bounce, open, click or complaint."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class Event(models.Model):
+    class Type(models.TextChoices):
+        DELIVERY = "delivery", "delivery"
+        DEFERRAL = "deferral", "deferral"
+        FAILURE = "failure", "failure"
+        BOUNCE = "bounce", "bounce"
+        COMPLAINT = "complaint", "complaint"
+        OPEN = "open", "open"
+        CLICK = "click", "click"
+
+    type = models.CharField(max_length=16, choices=Type.choices, db_index=True)
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    message = models.ForeignKey(
+        "relay.Message", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    recipient = models.ForeignKey(
+        "relay.Recipient", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    # Reasons to leave this event out of statistics, e.g. ["scanner", "head"].
+    flags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} message={self.message_id} recipient={self.recipient_id}"

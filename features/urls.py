@@ -1,0 +1,2 @@
+"""Tracking endpoints (click, open); they need no sign-in."""
+urlpatterns: list = []

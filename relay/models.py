@@ -1,0 +1,64 @@
+"""The durable queue: one Message per accepted DATA, one Recipient per RCPT TO."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Message(models.Model):
+    class Ret(models.TextChoices):
+        FULL = "FULL", "full message"
+        HDRS = "HDRS", "headers only"
+
+    login = models.ForeignKey(
+        "credentials.Login", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The owner outlives the login: events and the API authorise on it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    mail_from = models.CharField(max_length=512, blank=True)  # "" is the null sender <>
+    ret = models.CharField(max_length=4, choices=Ret.choices, blank=True)
+    envid = models.CharField(max_length=100, blank=True)
+    features = models.JSONField(default=dict)  # the login's feature set after header overrides
+    tags = models.JSONField(default=list)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    helo = models.CharField(max_length=255, blank=True)
+    tls_version = models.CharField(max_length=16, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    raw = models.BinaryField()  # Received: header + the bytes as submitted
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} from <{self.mail_from}>"
+
+
+class Recipient(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        DEFERRED = "deferred", "deferred"
+        DELIVERED = "delivered", "delivered"
+        FAILED = "failed", "failed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
+    address = models.CharField(max_length=512)
+    notify = models.CharField(max_length=32, blank=True)  # "", NEVER, or SUCCESS,FAILURE,DELAY
+    orcpt = models.CharField(max_length=600, blank=True)  # addr-type;decoded address
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.QUEUED, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_response = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"<{self.address}> ({self.state})"

@@ -1,0 +1,9 @@
+"""URL map: dashboard at /, tracking endpoints at /t/, Django admin at /admin/."""
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("t/", include("features.urls")),
+    path("", include("credentials.urls")),
+]

@@ -1,0 +1,34 @@
+"""Shared fixtures: users, and settings that let the test client speak plain http."""
+import pytest
+from django.contrib.auth.hashers import Argon2PasswordHasher
+
+
+class QuickArgon2PasswordHasher(Argon2PasswordHasher):
+    # Still argon2id (the prefix and the verifier are the real ones), with small costs so
+    # that creating hundreds of logins in tests takes seconds, not minutes.
+    time_cost = 1
+    memory_cost = 1024
+    parallelism = 1
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    settings.SECURE_SSL_REDIRECT = False
+    settings.PASSWORD_HASHERS = ["tests.conftest.QuickArgon2PasswordHasher"]
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", "alice-pw-1234!")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", "bob-pw-1234!")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user(
+        "auditor", "auditor@example.com", "auditor-pw-1234!", is_staff=True
+    )
