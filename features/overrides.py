@@ -1,0 +1,63 @@
+"""Per-message X-SMTPeter-* headers: read the overrides of a login's feature set, strip the headers.
+
+Cheap enough for the SMTP accept path: only the header block is looked at, with no MIME parse.
+"""
+from __future__ import annotations
+
+import re
+
+HEADER_FEATURES = {
+    b"x-smtpeter-trackclicks": "clicktracking",
+    b"x-smtpeter-trackopens": "openstracking",
+    b"x-smtpeter-trackbounces": "bouncetracking",
+    b"x-smtpeter-preventscam": "preventscam",
+    b"x-smtpeter-inlinecss": "inlinecss",
+}
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header section of a message (up to the first empty line)."""
+    end = _HEADER_END.search(raw)
+    return raw[: end.start()] if end else raw
+
+
+def read_overrides(raw: bytes) -> tuple[dict[str, bool], list[str]]:
+    """Feature overrides ({feature: bool}) and tags named by X-SMTPeter-* headers.
+
+    Values other than true/false (any case) are ignored; the last header of a kind wins.
+    """
+    features: dict[str, bool] = {}
+    tags: list[str] = []
+    for m in _FIELD.finditer(header_block(raw)):
+        name = m.group(1).lower()
+        value = re.sub(rb"\r?\n[ \t]", b" ", m.group(2)).strip().decode("utf-8", "replace")
+        if name in HEADER_FEATURES and value.lower() in ("true", "false"):
+            features[HEADER_FEATURES[name]] = value.lower() == "true"
+        elif name == b"x-smtpeter-tags":
+            tags.extend(t.strip() for t in value.split(",") if t.strip())
+    return features, tags
+
+
+def apply_overrides(featureset: dict[str, bool], raw: bytes) -> tuple[dict[str, bool], list[str]]:
+    """The login's feature set with the message's overrides applied, and the message's tags."""
+    overrides, tags = read_overrides(raw)
+    return {**featureset, **overrides}, tags
+
+
+def strip_smtpeter_headers(raw: bytes) -> bytes:
+    """The message without any X-SMTPeter-* header field (folded lines included); body untouched."""
+    end = _HEADER_END.search(raw)
+    if end:
+        cut = end.start() + (2 if raw[end.start() : end.start() + 2] == b"\r\n" else 1)
+        head, rest = raw[:cut], raw[cut:]
+    else:
+        head, rest = raw, b""
+    fields = re.finditer(rb"[^\r\n]*(?:\r?\n|$)(?:[ \t][^\r\n]*(?:\r?\n|$))*", head)
+    kept = [
+        m.group(0)
+        for m in fields
+        if m.group(0) and not m.group(0).lower().startswith(b"x-smtpeter-")
+    ]
+    return b"".join(kept) + rest
