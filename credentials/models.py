@@ -71,6 +71,10 @@ class Login(models.Model):
     def enabled_features(self) -> list[str]:
         return [name for name in FEATURE_NAMES if getattr(self, name)]
 
+    def feature_flags(self) -> list[dict]:
+        """Name, label and state of each feature, in FEATURES order (for tables)."""
+        return [{"name": n, "label": label, "on": getattr(self, n)} for n, label, _ in FEATURES]
+
 
 class AuditEntry(models.Model):
     """One change to a login. Rows are written once and never changed or deleted."""
@@ -116,7 +120,24 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.login_username}"
+        when = f"{self.time:%Y-%m-%d %H:%M:%S}"
+        return f"{when} {self.actor_name} {self.action} {self.login_username}"
+
+    def feature_changes(self) -> list[dict]:
+        """The features whose state differs between before and after, with their labels."""
+        before, after = self.features_before or {}, self.features_after or {}
+        if not before or not after:
+            return []
+        return [
+            {"name": n, "label": label, "before": before.get(n), "after": after.get(n)}
+            for n, label, _ in FEATURES
+            if before.get(n) != after.get(n)
+        ]
+
+    def features_on(self) -> list[str]:
+        """Labels of the features on after the change (before it, for a deletion)."""
+        states = self.features_after if self.features_after is not None else self.features_before
+        return [label for n, label, _ in FEATURES if (states or {}).get(n)]
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

@@ -109,7 +109,7 @@ def update_login(
     description: str | None = None,
     features: dict[str, bool] | None = None,
 ) -> list[AuditEntry]:
-    """Change description and/or features; one audit entry per kind of change, none if nothing changed."""
+    """Change description and/or features: one audit entry per kind of change, none if none."""
     entries = []
     login = Login.objects.select_for_update().get(pk=login.pk)
     if description is not None and description != login.description:

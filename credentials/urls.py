@@ -1,11 +1,21 @@
 """Dashboard URLs: sign-in, logins, connect, staff audit."""
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
 
 urlpatterns = [
-    path("signin/", views.signin, name="signin"),
-    path("signout/", auth_views.LogoutView.as_view(), name="signout"),
+    path("signin/", views.SigninView.as_view(), name="signin"),
+    path("signout/", views.SignoutView.as_view(), name="signout"),
+    path("account/password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("", views.logins, name="logins"),
+    path("logins/new/", views.login_create, name="login_create"),
+    path("logins/<int:login_id>/edit/", views.login_edit, name="login_edit"),
+    path("logins/<int:login_id>/enabled/", views.login_set_enabled, name="login_set_enabled"),
+    path("logins/<int:login_id>/reset/", views.login_reset, name="login_reset"),
+    path("logins/<int:login_id>/password/", views.login_password, name="login_password"),
+    path("logins/<int:login_id>/delete/", views.login_delete, name="login_delete"),
+    path("connect/", views.connect, name="connect"),
+    path("audit/", views.audit_logins, name="audit_logins"),
+    path("audit/logins.csv", views.audit_logins_csv, name="audit_logins_csv"),
+    path("audit/log/", views.audit_log, name="audit_log"),
 ]

@@ -1,14 +1,248 @@
-"""Dashboard views (thin: the work is in services.py)."""
+"""Dashboard views: sign-in, the customer's logins, the connect page, the staff audit area.
+
+Views stay thin: every change goes through services.py, which writes the audit entry.
+"""
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.shortcuts import render
+from django.contrib.messages.views import SuccessMessageMixin
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import services, snippets
+from .clientip import client_ip
+from .forms import AuditFilterForm, LoginFilterForm, LoginForm, SigninForm, any_filter
+from .models import FEATURES, AuditEntry, Login
+from .reports import write_logins_csv
+
+AUDIT_PAGE_SIZE = 50
+# Session key under which a new password waits for the one page view that shows it.
+_NEW_PASSWORD = "credentials:new-password:{}"
 
 
-@login_not_required
-def signin(request):
-    return auth_views.LoginView.as_view(template_name="credentials/signin.html")(request)
+# --- account ---------------------------------------------------------------------------------
+
+@method_decorator(login_not_required, name="dispatch")
+class SigninView(auth_views.LoginView):
+    template_name = "credentials/signin.html"
+    form_class = SigninForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.throttled:
+            response.status_code = 429
+        return response
 
 
-def logins(request):
+class SignoutView(auth_views.LogoutView):
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are signed out.")
+        return response
+
+
+class PasswordChangeView(SuccessMessageMixin, auth_views.PasswordChangeView):
+    template_name = "credentials/password_change.html"
+    success_url = reverse_lazy("logins")
+    success_message = "Your dashboard password was changed."
+
+
+# --- the customer's logins -------------------------------------------------------------------
+
+def _own_login(request: HttpRequest, login_id: int) -> Login:
+    # Another customer's login is "not found", exactly like one that does not exist.
+    return get_object_or_404(Login, pk=login_id, owner=request.user)
+
+
+def _hand_over_password(request: HttpRequest, login: Login, password: str):
+    request.session[_NEW_PASSWORD.format(login.pk)] = password
+    return redirect("login_password", login_id=login.pk)
+
+
+def logins(request: HttpRequest) -> HttpResponse:
     items = request.user.smtp_logins.all()
-    return render(request, "credentials/logins.html", {"logins": items})
+    return render(request, "credentials/logins.html", {"logins": items, "features": FEATURES})
+
+
+@require_http_methods(["GET", "POST"])
+def login_create(request: HttpRequest) -> HttpResponse:
+    form = LoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        login, password = services.create_login(
+            request.user,
+            features=form.enabled_features(),
+            description=form.cleaned_data["description"],
+            actor=request.user,
+            ip=client_ip(request),
+        )
+        messages.success(request, f"Login {login.username} created.")
+        return _hand_over_password(request, login, password)
+    return render(request, "credentials/login_form.html", {"form": form, "login": None})
+
+
+@require_http_methods(["GET", "POST"])
+def login_edit(request: HttpRequest, login_id: int) -> HttpResponse:
+    login = _own_login(request, login_id)
+    form = LoginForm(request.POST or None, initial=LoginForm.initial_for(login))
+    if request.method == "POST" and form.is_valid():
+        changes = services.update_login(
+            login,
+            actor=request.user,
+            ip=client_ip(request),
+            description=form.cleaned_data["description"],
+            features=form.features(),
+        )
+        if changes:
+            messages.success(request, f"Login {login.username} saved.")
+        else:
+            messages.info(request, f"Nothing changed on {login.username}.")
+        return redirect("logins")
+    return render(request, "credentials/login_form.html", {"form": form, "login": login})
+
+
+@require_POST
+def login_set_enabled(request: HttpRequest, login_id: int) -> HttpResponse:
+    login = _own_login(request, login_id)
+    enable = request.POST.get("enabled")
+    if enable not in ("true", "false"):
+        return HttpResponse("enabled must be true or false", status=400, content_type="text/plain")
+    services.set_enabled(login, enable == "true", actor=request.user, ip=client_ip(request))
+    if enable == "true":
+        messages.success(request, f"Login {login.username} enabled: it can send again.")
+    else:
+        messages.success(request, f"Login {login.username} disabled: the relay refuses it now.")
+    return redirect("logins")
+
+
+@require_http_methods(["GET", "POST"])
+def login_reset(request: HttpRequest, login_id: int) -> HttpResponse:
+    login = _own_login(request, login_id)
+    if request.method == "POST":
+        password = services.reset_password(login, actor=request.user, ip=client_ip(request))
+        messages.success(request, f"Login {login.username} has a new password.")
+        return _hand_over_password(request, login, password)
+    return render(request, "credentials/login_reset.html", {"login": login})
+
+
+@never_cache
+def login_password(request: HttpRequest, login_id: int) -> HttpResponse:
+    """Shows a new password once: it is taken out of the session as it is shown."""
+    login = _own_login(request, login_id)
+    password = request.session.pop(_NEW_PASSWORD.format(login.pk), None)
+    if password is None:
+        messages.info(
+            request,
+            f"The password of {login.username} was shown once and is not stored. "
+            "Reset it to get a new one.",
+        )
+        return redirect("logins")
+    context = {"login": login, "password": password}
+    return render(request, "credentials/login_password.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def login_delete(request: HttpRequest, login_id: int) -> HttpResponse:
+    login = _own_login(request, login_id)
+    if request.method == "POST":
+        username = login.username
+        services.delete_login(login, actor=request.user, ip=client_ip(request))
+        messages.success(request, f"Login {username} deleted.")
+        return redirect("logins")
+    return render(request, "credentials/login_delete.html", {"login": login})
+
+
+def connect(request: HttpRequest) -> HttpResponse:
+    own = request.user.smtp_logins.all()
+    chosen = None
+    if request.GET.get("login"):
+        try:
+            chosen = _own_login(request, int(request.GET["login"]))
+        except ValueError:
+            raise Http404("no such login") from None
+    elif len(own) == 1:
+        chosen = own[0]
+    context = {
+        "host": settings.SMTP_HOSTNAME,
+        "ports": snippets.ports(),
+        "logins": own,
+        "chosen": chosen,
+        "snippets": snippets.snippets(chosen.username if chosen else None),
+        "password_placeholder": snippets.PASSWORD_PLACEHOLDER,
+    }
+    return render(request, "credentials/connect.html", context)
+
+
+# --- staff audit area ------------------------------------------------------------------------
+
+def staff_only(view):
+    """Staff pages are "not found" for everyone else, so they do not reveal that they exist."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise Http404("not found")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _filtered_logins(request: HttpRequest) -> tuple[LoginFilterForm, object]:
+    form = LoginFilterForm(request.GET)
+    logins = form.filter(Login.objects.select_related("owner").order_by("owner__username", "id"))
+    return form, logins
+
+
+@staff_only
+def audit_logins(request: HttpRequest) -> HttpResponse:
+    form, logins = _filtered_logins(request)
+    context = {
+        "form": form,
+        "filtered": any_filter(form),
+        "logins": logins,
+        "features": FEATURES,
+        "query": request.GET.urlencode(),
+    }
+    return render(request, "credentials/audit_logins.html", context)
+
+
+@staff_only
+def audit_logins_csv(request: HttpRequest) -> HttpResponse:
+    form, logins = _filtered_logins(request)
+    if not form.is_valid():
+        return HttpResponse(
+            f"bad filter: {form.errors.as_text()}", status=400, content_type="text/plain"
+        )
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="smtpeter-logins-{stamp}.csv"'
+    write_logins_csv(response, logins.iterator())
+    return response
+
+
+@staff_only
+def audit_log(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET)
+    entries = form.filter(AuditEntry.objects.all())
+    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    context = {
+        "form": form,
+        "filtered": any_filter(form),
+        "page": page,
+        "query": params.urlencode(),
+        "features": FEATURES,
+    }
+    return render(request, "credentials/audit_log.html", context)

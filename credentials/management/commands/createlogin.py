@@ -14,7 +14,8 @@ class Command(BaseCommand):
         parser.add_argument("--owner", required=True, help="username of the customer")
         parser.add_argument(
             "--features", default="",
-            help="comma-separated: clicktracking,openstracking,preventscam,bouncetracking,inlinecss",
+            help="comma-separated: "
+            "clicktracking,openstracking,preventscam,bouncetracking,inlinecss",
         )
         parser.add_argument("--description", default="")
         parser.add_argument("--json", action="store_true", help="print one JSON object")

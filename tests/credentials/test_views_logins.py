@@ -1,0 +1,254 @@
+"""The customer's Logins pages: every action, its audit entry, its message, CSRF."""
+import re
+
+import pytest
+from django.contrib.auth.hashers import check_password
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+
+from credentials import services
+from credentials.models import FEATURES, AuditEntry, Login
+
+from .conftest import signed_in
+
+pytestmark = pytest.mark.django_db
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def shown_password(html: str) -> str:
+    match = re.search(r'<code id="new-password" class="password">([^<]+)</code>', html)
+    assert match, "no password on the page"
+    return match.group(1)
+
+
+def test_logins_page_shows_each_login_with_its_features_as_columns(alice_client, alice):
+    services.create_login(alice, features=["clicktracking", "inlinecss"], description="shop")
+    other, _ = services.create_login(alice, features=[], description="backups")
+    services.set_enabled(other, False, actor=alice)
+    response = alice_client.get(reverse("logins"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for _, label, _ in FEATURES:
+        assert label in html
+    cells = re.findall(r'data-feature="(\w+)">\s*<span class="pill (on|off)"', html)
+    # Newest first: "backups" has every feature off, "shop" has two on.
+    assert cells[:5] == [(name, "off") for name, _, _ in FEATURES]
+    assert dict(cells[5:]) == {"clicktracking": "on", "openstracking": "off",
+                               "preventscam": "off", "bouncetracking": "off", "inlinecss": "on"}
+    assert "disabled" in html and "never" in html
+    assert html.index(other.username) < html.index("shop")
+
+
+def test_logins_page_lists_only_own_logins(alice_client, alice_login, bob_login):
+    html = alice_client.get(reverse("logins")).content.decode()
+    assert alice_login.username in html
+    assert bob_login.username not in html
+
+
+def test_create_form_shows_feature_help_texts(alice_client):
+    html = alice_client.get(reverse("login_create")).content.decode()
+    for name, label, help_text in FEATURES:
+        assert f'name="{name}"' in html
+        assert label in html
+    assert "signed tracking URL that records the click" in html
+    assert "media queries stay in &lt;style&gt;" in html
+
+
+def test_create_shows_the_password_exactly_once(alice_client, alice):
+    response = alice_client.post(
+        reverse("login_create"),
+        {"description": "newsletter", "clicktracking": "on", "bouncetracking": "on"},
+        REMOTE_ADDR="198.51.100.4",
+    )
+    login = Login.objects.get(owner=alice)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("login_password", args=[login.pk])
+    assert login.enabled_features() == ["clicktracking", "bouncetracking"]
+    assert login.description == "newsletter"
+
+    first = alice_client.get(response["Location"])
+    assert first.status_code == 200
+    assert "no-store" in first["Cache-Control"]
+    password = shown_password(first.content.decode())
+    assert len(password) >= 24
+    assert check_password(password, login.password_hash)
+    assert services.authenticate(login.username, password) == login
+    assert f"Login {login.username} created." in first.content.decode()
+
+    second = alice_client.get(response["Location"], follow=True)
+    assert password not in second.content.decode()
+    assert "was shown once" in second.content.decode()
+
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.actor, entry.ip) == ("created", alice, "198.51.100.4")
+    assert entry.features_after["bouncetracking"] is True
+
+
+def test_create_with_too_long_description_shows_error_next_to_field(alice_client):
+    response = alice_client.post(reverse("login_create"), {"description": "x" * 201})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'class="field has-error"' in html
+    assert 'id="id_description-error"' in html
+    assert "at most 200 characters" in html
+    assert not Login.objects.exists()
+
+
+def test_edit_changes_description_and_features_with_audit(alice_client, alice, alice_login):
+    url = reverse("login_edit", args=[alice_login.pk])
+    page = alice_client.get(url).content.decode()
+    assert 'value="shop"' in page
+    assert re.search(r'name="clicktracking"[^>]*checked', page)
+    response = alice_client.post(
+        url, {"description": "shop orders", "openstracking": "on"}, REMOTE_ADDR="203.0.113.9"
+    )
+    assert response.status_code == 302
+    assert messages_of(response) == [f"Login {alice_login.username} saved."]
+    alice_login.refresh_from_db()
+    assert alice_login.description == "shop orders"
+    assert alice_login.enabled_features() == ["openstracking"]
+    changes = AuditEntry.objects.exclude(action="created").order_by("id")
+    assert [e.action for e in changes] == ["description_changed", "features_changed"]
+    assert all(e.ip == "203.0.113.9" and e.actor == alice for e in changes)
+    assert changes[1].features_before["clicktracking"] is True
+    assert changes[1].features_after == {**changes[1].features_before,
+                                         "clicktracking": False, "openstracking": True}
+
+
+def test_edit_without_change_writes_nothing(alice_client, alice_login):
+    response = alice_client.post(
+        reverse("login_edit", args=[alice_login.pk]),
+        {"description": "shop", "clicktracking": "on"},
+    )
+    assert messages_of(response) == [f"Nothing changed on {alice_login.username}."]
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == ["created"]
+
+
+def test_disable_and_enable(alice_client, alice, alice_login):
+    url = reverse("login_set_enabled", args=[alice_login.pk])
+    response = alice_client.post(url, {"enabled": "false"})
+    assert response.status_code == 302
+    assert "disabled" in messages_of(response)[0]
+    alice_login.refresh_from_db()
+    assert alice_login.enabled is False
+    response = alice_client.post(url, {"enabled": "true"})
+    assert "enabled: it can send again" in messages_of(response)[-1]
+    alice_login.refresh_from_db()
+    assert alice_login.enabled is True
+    actions = list(AuditEntry.objects.order_by("id").values_list("action", "actor"))
+    assert actions == [("created", alice.pk), ("disabled", alice.pk), ("enabled", alice.pk)]
+
+
+def test_enabled_needs_a_valid_value_and_post(alice_client, alice_login):
+    url = reverse("login_set_enabled", args=[alice_login.pk])
+    assert alice_client.post(url, {"enabled": "maybe"}).status_code == 400
+    assert alice_client.get(url).status_code == 405
+    alice_login.refresh_from_db()
+    assert alice_login.enabled is True
+
+
+def test_reset_password_confirms_then_shows_new_password_once(alice_client, alice_login):
+    old_hash = alice_login.password_hash
+    url = reverse("login_reset", args=[alice_login.pk])
+    confirm = alice_client.get(url)
+    assert confirm.status_code == 200
+    assert "stops working" in confirm.content.decode()
+    alice_login.refresh_from_db()
+    assert alice_login.password_hash == old_hash  # a GET changes nothing
+
+    response = alice_client.post(url, REMOTE_ADDR="192.0.2.33")
+    assert response.status_code == 302
+    page = alice_client.get(response["Location"])
+    password = shown_password(page.content.decode())
+    alice_login.refresh_from_db()
+    assert alice_login.password_hash != old_hash
+    assert services.authenticate(alice_login.username, password) == alice_login
+    again = alice_client.get(response["Location"], follow=True)
+    assert password not in again.content.decode()
+    entry = AuditEntry.objects.latest("id")
+    assert (entry.action, entry.ip) == ("password_reset", "192.0.2.33")
+    assert password not in repr(entry.details)
+
+
+def test_password_page_without_a_new_password_shows_nothing(alice_client, alice_login):
+    response = alice_client.get(reverse("login_password", args=[alice_login.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("logins")
+
+
+def test_delete_asks_then_deletes_with_audit(alice_client, alice, alice_login):
+    url = reverse("login_delete", args=[alice_login.pk])
+    confirm = alice_client.get(url)
+    assert confirm.status_code == 200
+    assert "cannot be restored" in confirm.content.decode()
+    assert Login.objects.filter(pk=alice_login.pk).exists()
+    response = alice_client.post(url, REMOTE_ADDR="192.0.2.44")
+    assert response.status_code == 302
+    assert messages_of(response) == [f"Login {alice_login.username} deleted."]
+    assert not Login.objects.filter(pk=alice_login.pk).exists()
+    entry = AuditEntry.objects.latest("id")
+    assert (entry.action, entry.actor, entry.ip, entry.login_username) == (
+        "deleted", alice, "192.0.2.44", alice_login.username)
+    assert entry.features_before["clicktracking"] is True
+
+
+def test_create_and_delete_refuse_posts_without_csrf_token(alice):
+    client = signed_in(alice, enforce_csrf_checks=True)
+    response = client.post(reverse("login_create"), {"description": "x", "inlinecss": "on"})
+    assert response.status_code == 403
+    assert not Login.objects.exists()
+
+    login, _ = services.create_login(alice)
+    response = client.post(reverse("login_delete", args=[login.pk]))
+    assert response.status_code == 403
+    assert client.post(reverse("login_set_enabled", args=[login.pk]),
+                       {"enabled": "false"}).status_code == 403
+    assert client.post(reverse("login_reset", args=[login.pk])).status_code == 403
+    assert Login.objects.filter(pk=login.pk, enabled=True).exists()
+
+
+def test_create_and_delete_work_with_the_csrf_token_from_the_form(alice):
+    client = signed_in(alice, enforce_csrf_checks=True)
+    form = client.get(reverse("login_create")).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    response = client.post(reverse("login_create"),
+                           {"csrfmiddlewaretoken": token, "inlinecss": "on"})
+    assert response.status_code == 302
+    login = Login.objects.get()
+    assert login.enabled_features() == ["inlinecss"]
+    response = client.post(reverse("login_delete", args=[login.pk]),
+                           {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert not Login.objects.exists()
+
+
+def test_ip_comes_from_remote_addr_not_forwarded_header(alice_client, alice_login, settings):
+    url = reverse("login_set_enabled", args=[alice_login.pk])
+    alice_client.post(url, {"enabled": "false"}, REMOTE_ADDR="192.0.2.1",
+                      HTTP_X_FORWARDED_FOR="6.6.6.6")
+    assert AuditEntry.objects.latest("id").ip == "192.0.2.1"
+    settings.TRUST_X_FORWARDED_FOR = True
+    alice_client.post(url, {"enabled": "true"}, REMOTE_ADDR="10.0.0.2",
+                      HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.20")
+    assert AuditEntry.objects.latest("id").ip == "198.51.100.20"
+
+
+def test_nav_has_logins_connect_preview_and_audit_only_for_staff(alice_client, staff_client):
+    html = alice_client.get(reverse("logins")).content.decode()
+    assert 'href="/connect/"' in html and 'href="/preview/"' in html
+    assert 'href="/audit/"' not in html
+    assert 'action="/signout/"' in html
+    assert 'href="/audit/"' in staff_client.get(reverse("logins")).content.decode()
+
+
+def test_static_css_is_served_locally(alice_client):
+    html = alice_client.get(reverse("logins")).content.decode()
+    assert "http://" not in re.sub(r'href="http://[^"]*preview', "", html.split("<body")[0])
+    assert "https://" not in html.split("<body")[0]
+    css = Client().get("/static/css/site.css")
+    assert css.status_code == 200
+    assert b"@media (max-width" in b"".join(css.streaming_content)
