@@ -6,6 +6,7 @@ from django.contrib.auth.hashers import check_password
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from credentials import services
 from credentials.models import FEATURES, AuditEntry, Login
@@ -54,6 +55,7 @@ def test_create_form_shows_feature_help_texts(alice_client):
     for name, label, help_text in FEATURES:
         assert f'name="{name}"' in html
         assert label in html
+        assert escape(help_text) in html
     assert "signed tracking URL that records the click" in html
     assert "media queries stay in &lt;style&gt;" in html
 

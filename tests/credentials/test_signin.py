@@ -1,0 +1,137 @@
+"""Dashboard sign-in, sign-out, password change, throttling, and sign-in required everywhere."""
+import logging
+import time
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+SIGNIN = "/signin/"
+
+
+def sign_in(client: Client, username: str, password: str, ip: str = "192.0.2.10", **extra):
+    return client.post(SIGNIN, {"username": username, "password": password},
+                       REMOTE_ADDR=ip, **extra)
+
+
+def test_signin_page_is_public_and_every_other_page_needs_sign_in(alice_login):
+    client = Client()
+    assert client.get(SIGNIN).status_code == 200
+    for url in ["/", "/logins/new/", f"/logins/{alice_login.pk}/edit/", "/connect/",
+                "/audit/", "/audit/log/", "/audit/logins.csv", "/account/password/"]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/signin/?next="), url
+
+
+def test_signin_with_good_password_lands_on_logins(alice):
+    client = Client()
+    response = sign_in(client, "alice", "alice-pw-1234!")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("logins")
+    assert client.get("/").status_code == 200
+
+
+def test_signin_follows_local_next_but_not_foreign_one(alice):
+    client = Client()
+    response = client.post("/signin/?next=/connect/",
+                           {"username": "alice", "password": "alice-pw-1234!", "next": "/connect/"})
+    assert response["Location"] == "/connect/"
+    client = Client()
+    response = client.post("/signin/", {"username": "alice", "password": "alice-pw-1234!",
+                                        "next": "https://evil.example/steal"})
+    assert response["Location"] == reverse("logins")
+
+
+def test_wrong_password_shows_error_and_logs_without_the_password(alice, caplog):
+    client = Client()
+    with caplog.at_level(logging.INFO, logger="credentials.signin"):
+        response = sign_in(client, "alice", "Secret-Guess-991")
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+    assert "sign-in failed: username='alice' ip=192.0.2.10" in caplog.text
+    assert "Secret-Guess-991" not in caplog.text
+
+
+def test_account_is_throttled_after_max_failures_even_from_new_addresses(alice, settings):
+    settings.SIGNIN_MAX_FAILURES = 3
+    client = Client()
+    for i in range(3):
+        assert sign_in(client, "alice", "wrong", ip=f"192.0.2.{i + 1}").status_code == 200
+    # The right password from a fresh address is refused too: the account is locked for now.
+    response = sign_in(client, "ALICE", "alice-pw-1234!", ip="198.51.100.99")
+    assert response.status_code == 429
+    html = response.content.decode()
+    assert "Too many failed sign-ins for this account or from your address" in html
+    assert "Wait 15 minutes" in html
+    assert "_auth_user_id" not in client.session
+
+
+def test_address_is_throttled_across_accounts(alice, bob, settings):
+    settings.SIGNIN_MAX_FAILURES = 3
+    client = Client()
+    for name in ["carol", "dave", "erin"]:
+        sign_in(client, name, "guess", ip="203.0.113.5")
+    assert sign_in(client, "bob", "bob-pw-1234!", ip="203.0.113.5").status_code == 429
+    # Another address still signs bob in: the lock was on the address, not on bob.
+    assert sign_in(client, "bob", "bob-pw-1234!", ip="203.0.113.6").status_code == 302
+
+
+def test_throttle_logs_and_window_expires(alice, settings, caplog):
+    settings.SIGNIN_MAX_FAILURES = 2
+    settings.SIGNIN_FAILURE_WINDOW = 1
+    client = Client()
+    sign_in(client, "alice", "x")
+    sign_in(client, "alice", "x")
+    with caplog.at_level(logging.WARNING, logger="credentials.signin"):
+        assert sign_in(client, "alice", "alice-pw-1234!").status_code == 429
+    assert "sign-in throttled: username='alice'" in caplog.text
+    assert "alice-pw-1234!" not in caplog.text
+    time.sleep(1.1)
+    assert sign_in(client, "alice", "alice-pw-1234!").status_code == 302
+
+
+def test_good_signin_clears_the_account_count(alice, settings):
+    settings.SIGNIN_MAX_FAILURES = 3
+    client = Client()
+    sign_in(client, "alice", "x", ip="192.0.2.1")
+    sign_in(client, "alice", "x", ip="192.0.2.2")
+    assert sign_in(client, "alice", "alice-pw-1234!", ip="192.0.2.3").status_code == 302
+    client = Client()
+    sign_in(client, "alice", "x", ip="192.0.2.4")
+    sign_in(client, "alice", "x", ip="192.0.2.5")
+    assert sign_in(client, "alice", "alice-pw-1234!", ip="192.0.2.6").status_code == 302
+
+
+def test_signin_needs_csrf_token(alice):
+    client = Client(enforce_csrf_checks=True)
+    assert sign_in(client, "alice", "alice-pw-1234!").status_code == 403
+
+
+def test_signout_is_post_only(alice_client):
+    assert alice_client.get("/signout/").status_code == 405
+    assert alice_client.get("/").status_code == 200
+    response = alice_client.post("/signout/", follow=True)
+    assert response.redirect_chain[0] == ("/signin/", 302)
+    assert "You are signed out." in response.content.decode()
+    assert alice_client.get("/").status_code == 302
+
+
+def test_change_password(alice_client, alice):
+    page = alice_client.get("/account/password/")
+    assert page.status_code == 200
+    bad = alice_client.post("/account/password/", {
+        "old_password": "nope", "new_password1": "Brand-new-pass-42", "new_password2": "x"})
+    html = bad.content.decode()
+    assert 'id="id_old_password-error"' in html
+    assert 'id="id_new_password2-error"' in html
+    good = alice_client.post("/account/password/", {
+        "old_password": "alice-pw-1234!",
+        "new_password1": "Brand-new-pass-42", "new_password2": "Brand-new-pass-42"}, follow=True)
+    assert good.redirect_chain[-1][0] == reverse("logins")
+    assert "Your dashboard password was changed." in good.content.decode()
+    alice.refresh_from_db()
+    assert alice.check_password("Brand-new-pass-42")
+    assert alice_client.get("/").status_code == 200  # still signed in
