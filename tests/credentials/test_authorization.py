@@ -68,3 +68,11 @@ def test_admin_is_closed_to_customers(alice_client, alice_login):
     response = alice_client.get("/admin/credentials/login/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_not_found_page_uses_the_site_layout(bob_client, alice_login):
+    response = bob_client.get(reverse("login_edit", args=[alice_login.pk]))
+    html = response.content.decode()
+    assert response.status_code == 404
+    assert "<h1>Not found</h1>" in html and 'href="/connect/"' in html
+    assert alice_login.username not in html
