@@ -106,6 +106,7 @@ def test_customer_creates_login_and_staff_sees_the_change(
 def test_logins_page_fits_a_phone_screen(browser, live_server, plain_http, alice):
     for i in range(3):
         services.create_login(alice, features=["clicktracking"], description=f"app {i}")
+    services.create_login(alice, description="x" * 200)  # one long word must wrap, not overflow
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
     page = context.new_page()
     sign_in(page, live_server.url, "alice", "alice-pw-1234!")
