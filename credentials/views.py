@@ -4,6 +4,7 @@ Views stay thin: every change goes through services.py, which writes the audit e
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.messages.views import SuccessMessageMixin
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -186,7 +188,7 @@ def connect(request: HttpRequest) -> HttpResponse:
 
 # --- staff audit area ------------------------------------------------------------------------
 
-def staff_only(view):
+def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Staff pages are "not found" for everyone else, so they do not reveal that they exist."""
 
     @wraps(view)
@@ -198,7 +200,7 @@ def staff_only(view):
     return wrapper
 
 
-def _filtered_logins(request: HttpRequest) -> tuple[LoginFilterForm, object]:
+def _filtered_logins(request: HttpRequest) -> tuple[LoginFilterForm, QuerySet[Login]]:
     form = LoginFilterForm(request.GET)
     logins = form.filter(Login.objects.select_related("owner").order_by("owner__username", "id"))
     return form, logins

@@ -57,6 +57,12 @@ def test_customer_creates_login_and_staff_sees_the_change(
     assert page.evaluate("navigator.clipboard.readText()") == password
     assert page.locator(".message-success").inner_text() == f"Login {username} created."
 
+    page.click("a:has-text('I have saved it')")
+    page.wait_for_url(f"{base}/")
+    # Neither the back button (no-store: no cached copy) nor the URL shows it again.
+    page.go_back()
+    assert page.url == f"{base}/"
+    assert password not in page.content()
     page.goto(password_url)
     assert page.url == f"{base}/"
     assert password not in page.content()
