@@ -6,7 +6,10 @@ from django.contrib import admin
 
 from . import services
 from .clientip import client_ip
+from .forms import AdminSigninForm
 from .models import FEATURE_NAMES, AuditEntry, Login
+
+admin.site.login_form = AdminSigninForm
 
 
 @admin.register(Login)

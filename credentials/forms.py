@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import QuerySet
 
@@ -14,8 +15,8 @@ from .models import FEATURE_NAMES, FEATURES, AuditEntry, Login
 log = logging.getLogger("credentials.signin")
 
 
-class SigninForm(AuthenticationForm):
-    """Django's sign-in form, refusing early once an account or address has failed too often."""
+class ThrottledSigninMixin:
+    """Refuses early once an account or address has failed too often; counts failures."""
 
     throttled = False
 
@@ -41,6 +42,14 @@ class SigninForm(AuthenticationForm):
         throttle.clear_account(username)
         log.info("sign-in: username=%r ip=%s", username, ip)
         return cleaned
+
+
+class SigninForm(ThrottledSigninMixin, AuthenticationForm):
+    """The dashboard's sign-in form."""
+
+
+class AdminSigninForm(ThrottledSigninMixin, AdminAuthenticationForm):
+    """The admin's sign-in form: same counters, so /admin/login/ is no way around them."""
 
 
 def _feature_field(label: str, help_text: str) -> forms.BooleanField:

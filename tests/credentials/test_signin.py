@@ -135,3 +135,19 @@ def test_change_password(alice_client, alice):
     alice.refresh_from_db()
     assert alice.check_password("Brand-new-pass-42")
     assert alice_client.get("/").status_code == 200  # still signed in
+
+
+def test_admin_sign_in_shares_the_throttle(staff, settings):
+    settings.SIGNIN_MAX_FAILURES = 2
+    client = Client()
+    for _ in range(2):
+        response = client.post("/admin/login/", {"username": "auditor", "password": "guess"},
+                               REMOTE_ADDR="192.0.2.60")
+        assert response.status_code == 200
+    response = client.post("/admin/login/", {"username": "auditor",
+                                             "password": "auditor-pw-1234!"},
+                           REMOTE_ADDR="192.0.2.61")
+    assert "Too many failed sign-ins" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    # ...and the dashboard sign-in is locked for that account as well.
+    assert sign_in(Client(), "auditor", "auditor-pw-1234!", ip="192.0.2.62").status_code == 429
