@@ -16,6 +16,13 @@ _ADDR_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+\Z")  # an atom
 _HEXCHAR = re.compile(r"\+([0-9A-Fa-f]{2})")
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LOCAL = rf'(?:{_ATEXT}+(?:\.{_ATEXT}+)*|"(?:[ !#-\[\]-~]|\\[ -~])*")'
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[!-Z^-~]+\])"
+MAILBOX = re.compile(rf"{_LOCAL}@{_DOMAIN}\Z")
+
+
 class ParamError(ValueError):
     """A parameter the server refuses; str() is the full SMTP reply."""
 
@@ -59,6 +66,29 @@ def xtext_encode(value: str) -> str:
     return "".join(
         ch if "!" <= ch <= "~" and ch not in "+=" else f"+{ord(ch):02X}" for ch in value
     )
+
+
+def parse_path(text: str, allow_null: bool) -> tuple[str, str]:
+    """``<mailbox> params`` (or a bare ``mailbox params``) to (mailbox, params text).
+
+    RFC 5321 Mailbox syntax: a dot-string or quoted local part, a domain or an address literal.
+    The null reverse-path ``<>`` gives "" when ``allow_null``.
+    """
+    text = text.strip()
+    if text.startswith("<"):
+        end = text.find(">")
+        if end < 0:
+            raise ParamError("501 5.5.4 Syntax: missing '>'")
+        address, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(" "):
+            raise ParamError("501 5.5.4 Syntax: a space must follow '>'")
+    else:
+        address, _, rest = text.partition(" ")
+    if address == "" and allow_null:
+        return "", rest
+    if len(address) > 254 or not MAILBOX.match(address):
+        raise ParamError("553 5.1.3 Malformed address")
+    return address, rest
 
 
 def split_params(text: str) -> dict[str, str | None]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
-from .esmtp_params import ParamError, parse_mail_params, parse_rcpt_params
+from .esmtp_params import ParamError, parse_mail_params, parse_path, parse_rcpt_params
 from .queue_writer import Submission, new_queue_id
 
 if TYPE_CHECKING:
@@ -277,14 +277,11 @@ class RelaySMTP(SMTP):
         arg = self._strip_command_keyword(keyword, arg or "")
         if not arg:
             return None, "", syntax
-        if arg.startswith("<>") and keyword == "FROM:":
-            return "", arg[2:], None
-        address, rest = self._getaddr(arg)
-        if address is None or (address and "@" not in address):
-            return None, "", "553 5.1.3 Malformed address"
-        if not address:
-            return None, "", syntax
-        return address, rest or "", None
+        try:
+            address, rest = parse_path(arg, allow_null=keyword == "FROM:")
+        except ParamError as exc:
+            return None, "", str(exc)
+        return address, rest, None
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self.check_helo_needed():
