@@ -92,7 +92,7 @@ def parse_path(text: str, allow_null: bool) -> tuple[str, str]:
 
 
 def split_params(text: str) -> dict[str, str | None]:
-    """``KEY=value`` words to {KEY (upper-cased): value as sent}; duplicates and bad keywords refused."""
+    """``KEY=value`` words to {KEY upper-cased: value as sent}; refuses duplicates, bad keys."""
     params: dict[str, str | None] = {}
     for word in text.split():
         key, eq, value = word.partition("=")

@@ -1,4 +1,4 @@
-"""TLS for the SMTP listeners: the server context (TLS 1.2+), its reload, and the dev certificate."""
+"""TLS for the SMTP listeners: the server context (TLS 1.2+), its reload, the dev certificate."""
 from __future__ import annotations
 
 import datetime

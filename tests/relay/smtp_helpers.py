@@ -96,9 +96,9 @@ class Server:
                 try:
                     socket.create_connection((HOST, port), timeout=1).close()
                     break
-                except OSError:
+                except OSError as exc:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"runsmtp not listening:\n{self.log.read_text()}")
+                        raise RuntimeError(f"runsmtp not listening:\n{self.log_text()}") from exc
                     time.sleep(0.05)
         return self
 

@@ -443,7 +443,8 @@ def test_mx_accepts_unauthenticated_mail_for_the_bounce_domain(smtp_server, tran
     assert [m.kind for m in messages] == ["bounce", "bounce"]
     assert [m.login for m in messages] == [None, None]
     assert messages[0].tls_version and not messages[1].tls_version
-    assert b"with ESMTPS id" in bytes(messages[0].raw) and b"with ESMTP id" in bytes(messages[1].raw)
+    assert b"with ESMTPS id" in bytes(messages[0].raw)
+    assert b"with ESMTP id" in bytes(messages[1].raw)
 
 
 def test_mx_takes_authenticated_submissions_after_starttls(smtp_server, login):

@@ -80,5 +80,6 @@ def _text(rows: list[dict]) -> str:
             out.append(f"{'':<49}{rc['address']} [{rc['state']}]")
         out.append("")
     total = sum(r["size"] for r in rows)
-    out.append(f"-- {(total + 1023) // 1024} Kbytes in {len(rows)} Request{'s' if len(rows) != 1 else ''}.")
+    plural = "s" if len(rows) != 1 else ""
+    out.append(f"-- {(total + 1023) // 1024} Kbytes in {len(rows)} Request{plural}.")
     return "\n".join(out)

@@ -1,4 +1,4 @@
-"""`manage.py maketlscert`: a self-signed certificate for development (TLS_CERT_FILE/TLS_KEY_FILE)."""
+"""`manage.py maketlscert`: a self-signed development certificate at TLS_CERT_FILE/TLS_KEY_FILE."""
 from pathlib import Path
 
 from django.conf import settings
