@@ -159,10 +159,8 @@ class Runsmtp:
         return login["username"], login["password"]
 
     def start(self) -> None:
-        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get(
-            "BENCH_PROFILE") else []
         self.proc = subprocess.Popen(
-            [sys.executable, *profile, str(ROOT / "manage.py"), "runsmtp", "--roles", "submission",
+            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--roles", "submission",
              "--skip-checks"], cwd=ROOT, env=self.env,
         )
         deadline = time.monotonic() + 30
@@ -170,20 +168,28 @@ class Runsmtp:
             try:
                 socket.create_connection((HOST, self.port), timeout=1).close()
                 socket.create_connection((HOST, self.tls_port), timeout=1).close()
-                return
+                break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("runsmtp did not start") from None
                 time.sleep(0.05)
+        if os.environ.get("BENCH_PYSPY"):  # e.g. BENCH_PYSPY=/tmp/spy.txt: sample the server
+            subprocess.Popen(["py-spy", "record", "--pid", str(self.proc.pid), "-f", "raw",
+                              "--threads", "-r", "500", "-d", os.environ.get("BENCH_PYSPY_S", "6"),
+                              "-o", os.environ["BENCH_PYSPY"]])
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
 
-    def queued(self) -> int:
-        return int(self.manage(
-            "shell", "-c", "from relay.models import Message; print(Message.objects.count())"
-        ).strip().splitlines()[-1])
+    def queued(self) -> tuple[int, int]:
+        """Rows stored, and commits (a group commit gives its messages one received_at)."""
+        out = self.manage(
+            "shell", "-c", "from relay.models import Message as M; "
+            "print(M.objects.count(), M.objects.values('received_at').distinct().count())"
+        ).strip().splitlines()[-1]
+        rows, commits = out.split()
+        return int(rows), int(commits)
 
 
 def idle_connections(server: Runsmtp, cafile, user, password, n: int) -> dict:
@@ -255,7 +261,7 @@ def main() -> None:
                 print("idle:", results["idle"], flush=True)
         finally:
             server.stop()
-        results["queued_rows"] = server.queued()
+        results["queued_rows"], results["commits"] = server.queued()
     print(json.dumps(results))
 
 

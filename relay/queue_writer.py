@@ -60,41 +60,61 @@ _RECIPIENT_COLUMNS = (
     "message", "address", "notify", "orcpt", "state", "attempts", "next_attempt_at",
     "last_response", "updated",
 )
+_sql_cache: dict[str, str] = {}
 
 
-def _insert_sql(model, names: tuple[str, ...], returning: bool) -> tuple[str, list]:
-    qn = connection.ops.quote_name
-    fields = [model._meta.get_field(n) for n in names]
-    sql = (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    if returning:
-        sql += f" RETURNING {qn(model._meta.pk.column)}"
-    return sql, fields
+def _statements() -> tuple[str, str, str]:
+    """INSERT for messages (RETURNING id), INSERT for recipients, SELECT of feature sets."""
+    if connection.vendor not in _sql_cache:
+        from credentials.models import FEATURE_NAMES, Login
+
+        from .models import Message, Recipient
+
+        qn = connection.ops.quote_name
+
+        def insert(model, names):
+            columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
+            return (f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
+                    f"VALUES ({', '.join(['%s'] * len(names))})")
+
+        features = ", ".join(qn(name) for name in FEATURE_NAMES)
+        _sql_cache[connection.vendor] = (
+            insert(Message, _MESSAGE_COLUMNS) + " RETURNING " + qn(Message._meta.pk.column),
+            insert(Recipient, _RECIPIENT_COLUMNS),
+            f"SELECT {qn('id')}, {features} FROM {qn(Login._meta.db_table)} "
+            f"WHERE {qn('id')} IN ",
+        )
+    return _sql_cache[connection.vendor]
 
 
 def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
     """Store ``batch`` (and last-used times) in one transaction; returns the message ids.
 
-    Plain INSERTs through Django's connection (values prepared by the model fields, so both
-    SQLite and PostgreSQL get what they expect): the ORM's per-object work held the GIL long
-    enough to slow the event loop down.
+    Plain SQL through Django's connection, values prepared by the model fields where the
+    backend needs it (dates, JSON, bytes): building ORM objects held the GIL long enough to
+    slow the event loop down.
     """
     from credentials.models import FEATURE_NAMES, Login
 
-    from .models import Message, Recipient
+    from .models import Message
 
+    msg_sql, rcpt_sql, login_sql = _statements()
+    prep = {
+        name: Message._meta.get_field(name).get_db_prep_save
+        for name in ("received_at", "features", "tags", "raw")
+    }
     now = timezone.now()
-    msg_sql, msg_fields = _insert_sql(Message, _MESSAGE_COLUMNS, returning=True)
-    rcpt_sql, rcpt_fields = _insert_sql(Recipient, _RECIPIENT_COLUMNS, returning=False)
+    now_db = prep["received_at"](now, connection)
     ids = []
     with transaction.atomic(), connection.cursor() as cursor:
-        login_ids = {s.login_id for s in batch if s.login_id}
-        featuresets = {
-            row[0]: dict(zip(FEATURE_NAMES, row[1:], strict=True))
-            for row in Login.objects.filter(pk__in=login_ids).values_list("pk", *FEATURE_NAMES)
-        } if login_ids else {}
+        login_ids = sorted({s.login_id for s in batch if s.login_id})
+        featuresets = {}
+        if login_ids:
+            cursor.execute(login_sql + f"({', '.join(['%s'] * len(login_ids))})", login_ids)
+            featuresets = {
+                row[0]: dict(zip(FEATURE_NAMES, map(bool, row[1:]), strict=True))
+                for row in cursor.fetchall()
+            }
         rcpt_rows = []
         for s in batch:
             featureset = featuresets.get(s.login_id)
@@ -103,22 +123,18 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
                 features, tags = apply_overrides(featureset, _header_bytes(s.raw))
             else:
                 features, tags = {}, []
-            values = (
+            cursor.execute(msg_sql, (
                 s.queue_id, s.kind, s.login_id if featureset is not None else None, s.owner_id,
-                now, s.mail_from, s.ret, s.envid, s.body, features, tags, s.client_ip,
-                s.helo[:255], s.tls_version, len(s.raw), s.raw,
-            )
-            cursor.execute(msg_sql, [
-                f.get_db_prep_save(v, connection) for f, v in zip(msg_fields, values, strict=True)
-            ])
+                now_db, s.mail_from, s.ret, s.envid, s.body,
+                prep["features"](features, connection), prep["tags"](tags, connection),
+                s.client_ip, s.helo[:255], s.tls_version, len(s.raw),
+                prep["raw"](s.raw, connection),
+            ))
             message_id = cursor.fetchone()[0]
             ids.append(message_id)
             for address, notify, orcpt in s.recipients:
-                values = (message_id, address, notify, orcpt, "queued", 0, now, "", now)
-                rcpt_rows.append([
-                    f.get_db_prep_save(v, connection)
-                    for f, v in zip(rcpt_fields, values, strict=True)
-                ])
+                rcpt_rows.append((message_id, address, notify, orcpt, "queued", 0, now_db, "",
+                                  now_db))
         if rcpt_rows:
             cursor.executemany(rcpt_sql, rcpt_rows)
         if touched:
