@@ -159,8 +159,10 @@ class Runsmtp:
         return login["username"], login["password"]
 
     def start(self) -> None:
+        # e.g. BENCH_PYTHON_ARGS="-m cProfile -o /tmp/runsmtp.prof" profiles the event loop.
+        python_args = os.environ.get("BENCH_PYTHON_ARGS", "").split()
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--roles", "submission",
+            [sys.executable, *python_args, str(ROOT / "manage.py"), "runsmtp", "--roles", "submission",
              "--skip-checks"], cwd=ROOT, env=self.env,
         )
         deadline = time.monotonic() + 30

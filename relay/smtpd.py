@@ -50,6 +50,17 @@ def _domain(address: str) -> str:
 class RelaySMTP(SMTP):
     AuthLoginUsernameChallenge = "Username:"
     AuthLoginPasswordChallenge = "Password:"
+    _command_names: list[str] | None = None
+
+    def __dir__(self):
+        # aiosmtpd's __init__ finds commands and AUTH mechanisms with dir()/getmembers() on
+        # every connection (a few hundred getattr calls); only these names matter to it.
+        cls = type(self)
+        if cls._command_names is None:
+            cls._command_names = [
+                n for n in object.__dir__(self) if n.startswith(("smtp_", "auth_"))
+            ]
+        return cls._command_names
 
     def __init__(self, server: RelayServer, role: str):
         self.server = server
@@ -472,6 +483,9 @@ def _upper_first(arg: str | None) -> str | None:
 
 class _NoHooks:
     """aiosmtpd wants a handler object; every hook lives in RelaySMTP itself."""
+
+    def __dir__(self):
+        return []
 
 
 _NO_HOOKS = _NoHooks()
