@@ -162,8 +162,8 @@ class Runsmtp:
         # e.g. BENCH_PYTHON_ARGS="-m cProfile -o /tmp/runsmtp.prof" profiles the event loop.
         python_args = os.environ.get("BENCH_PYTHON_ARGS", "").split()
         self.proc = subprocess.Popen(
-            [sys.executable, *python_args, str(ROOT / "manage.py"), "runsmtp", "--roles", "submission",
-             "--skip-checks"], cwd=ROOT, env=self.env,
+            [sys.executable, *python_args, str(ROOT / "manage.py"), "runsmtp",
+             "--roles", "submission", "--skip-checks"], cwd=ROOT, env=self.env,
         )
         deadline = time.monotonic() + 30
         while True:
