@@ -45,14 +45,33 @@ class Outcome:
     throttled: bool = False
 
 
+_LOOKUP_SQL: dict[str, str] = {}
+
+
 def _lookup_row(username: str):
+    """(id, password_hash, enabled, owner_id) of the login, or None.
+
+    Plain SQL: this runs on every cached AUTH, and compiling the ORM query took the GIL from
+    the event loop for longer than the query itself takes.
+    """
+    from django.db import connection
+
     from credentials.models import Login
 
-    return (
-        Login.objects.filter(username=username)
-        .values_list("id", "password_hash", "enabled", "owner_id")
-        .first()
-    )
+    sql = _LOOKUP_SQL.get(connection.vendor)
+    if sql is None:
+        qn = connection.ops.quote_name
+        columns = ", ".join(
+            qn(Login._meta.get_field(n).column)
+            for n in ("id", "password_hash", "enabled", "owner")
+        )
+        sql = _LOOKUP_SQL[connection.vendor] = (
+            f"SELECT {columns} FROM {qn(Login._meta.db_table)} WHERE {qn('username')} = %s"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [username])
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1], bool(row[2]), row[3])
 
 
 def _verify(username: str, password: str):
