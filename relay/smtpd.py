@@ -128,8 +128,9 @@ class RelaySMTP(SMTP):
     def _timeout_cb(self) -> None:
         idle = self.loop.time() - self._last_activity
         if idle < self._timeout_duration:
-            # DATA lines count as activity; aiosmtpd only counts commands.
-            self._reset_timeout(self._timeout_duration - idle)
+            # DATA lines count as activity; aiosmtpd only counts commands. (The base method:
+            # ours would count this rescheduling as activity too.)
+            super()._reset_timeout(self._timeout_duration - idle)
             return
         log.info("idle timeout for %s", self.peer_ip)
         try:

@@ -471,6 +471,24 @@ def test_idle_connections_are_closed_with_421(smtp_server):
     assert c.closed()
 
 
+def test_idle_timeout_counts_from_the_last_data_line(smtp_server, login):
+    c = authed(smtp_server, login)
+    c.cmd("MAIL FROM:<app@example.com>")
+    c.cmd("RCPT TO:<bob@example.org>")
+    c.cmd("DATA")
+    c.send(b"Subject: slow\r\n\r\n")
+    for _ in range(3):  # 6 s of slow DATA lines: longer than the 5 s timeout, never idle
+        time.sleep(2)
+        c.send(b"line\r\n")
+    c.send(b".\r\n")
+    assert c.reply().code == 250
+    started = time.monotonic()
+    r = c.reply()
+    assert (r.code, r.text[:6]) == (421, "4.4.2 ")
+    assert 4 < time.monotonic() - started < 12
+    assert c.closed()
+
+
 def test_connections_per_ip_are_capped(smtp_server):
     clients = [LineClient(smtp_server, smtp_server.starttls_port, source_ip="127.0.0.61")
                for _ in range(30)]
