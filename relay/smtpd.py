@@ -154,6 +154,9 @@ class RelaySMTP(SMTP):
             enhanced = DEFAULT_ENHANCED.get(status[:3])
             if enhanced and not _HAS_ENHANCED.match(status, 4):
                 status = f"{status[:4]}{enhanced} {status[4:]}"
+            if status[0] in "45":
+                # Every refusal leaves a line, whichever layer (ours or aiosmtpd's) made it.
+                log.info("refused %s (%s port): %s", self.peer_ip, self.role, status)
         await super().push(status)
 
     async def _push_lines(self, lines: list[str]) -> None:

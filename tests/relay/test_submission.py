@@ -111,6 +111,7 @@ def test_starttls_port_offers_no_auth_before_tls(smtp_server):
     assert "STARTTLS" in ehlo.lines and not any(x.startswith("AUTH") for x in ehlo.lines)
     r = c.cmd("AUTH PLAIN " + b64("\0user\0pass"))
     assert (r.code, r.text[:7]) == (538, "5.7.11 ")
+    assert "(starttls port): 538 5.7.11" in wait_for(smtp_server.log_text)
     r = c.cmd("MAIL FROM:<app@example.com>")
     assert (r.code, r.text[:6]) == (530, "5.7.0 ")
     c.starttls()
