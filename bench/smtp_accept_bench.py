@@ -124,7 +124,7 @@ def run_clients(fn, server, cafile, user, password, messages, clients) -> dict:
 
 
 class Runsmtp:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, database_url: str | None = None):
         self.data_dir = data_dir
         self.port = free_port()
         self.tls_port = free_port()
@@ -140,6 +140,8 @@ class Runsmtp:
             LOG_LEVEL="WARNING",
         )
         self.env.pop("DATABASE_URL", None)
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
 
     def manage(self, *args: str) -> str:
         out = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args, "--skip-checks"]
@@ -236,6 +238,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--postgres", metavar="URL",
+                        help="run against a new database on this PostgreSQL server, e.g. "
+                        "postgres://postgres@127.0.0.1:5432 (default: SQLite)")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["reuse", "per-msg", "idle", "big"])
     args = parser.parse_args()
@@ -243,8 +248,14 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "cpus": os.cpu_count()}
+    database_url = None
+    if args.postgres:
+        database_url = create_pg_database(args.postgres)
+        results["database"] = "postgresql"
+    else:
+        results["database"] = "sqlite"
     with tempfile.TemporaryDirectory(prefix="smtpeter-bench-") as tmp:
-        server = Runsmtp(Path(tmp))
+        server = Runsmtp(Path(tmp), database_url)
         user, password = server.setup()
         cafile = str(Path(tmp) / "tls" / "cert.pem")
         server.start()
@@ -266,7 +277,31 @@ def main() -> None:
         finally:
             server.stop()
         results["queued_rows"], results["commits"] = server.queued()
+    if database_url:
+        drop_pg_database(database_url)
     print(json.dumps(results))
+
+
+def _pg_admin(url: str):
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    u = urlsplit(url)
+    return psycopg.connect(host=u.hostname, port=u.port or 5432, user=u.username or "postgres",
+                           password=u.password, dbname="postgres", autocommit=True)
+
+
+def create_pg_database(server_url: str) -> str:
+    name = f"smtpeter_bench_{os.getpid()}"
+    with _pg_admin(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server_url.rstrip('/')}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    with _pg_admin(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
