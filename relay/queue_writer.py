@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from features.overrides import apply_overrides
@@ -180,6 +180,11 @@ class GroupWriter:
                 cursor.execute("PRAGMA synchronous=FULL")
             self._conn_id = id(connection.connection)
 
+    def _reconnect(self) -> None:
+        # The next batch opens a fresh connection (and sets its PRAGMA again).
+        connection.close()
+        self._conn_id = None
+
     def _resolve(self, results: list[tuple[asyncio.Future, BaseException | None]]) -> None:
         for fut, exc in results:
             if fut.done():  # the client went away while waiting
@@ -220,8 +225,7 @@ class GroupWriter:
             return [(fut, None) for _, fut in batch]
         except Exception:
             log.exception("group commit of %d message(s) failed; retrying one by one", len(subs))
-            close_old_connections()
-            connection.close()
+            self._reconnect()
         results = []
         for sub, fut in batch:
             try:
@@ -230,6 +234,6 @@ class GroupWriter:
                 results.append((fut, None))
             except Exception as exc:
                 log.exception("storing message %s failed", sub.queue_id)
-                connection.close()
+                self._reconnect()
                 results.append((fut, exc))
         return results
