@@ -2,6 +2,7 @@
 import asyncio
 import logging
 import resource
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -44,6 +45,12 @@ class Command(BaseCommand):
             raise CommandError(f"bad port list: {exc}") from None
         if not specs:
             raise CommandError("no listener configured")
+        for path in (settings.TLS_CERT_FILE, settings.TLS_KEY_FILE):
+            if not Path(path).is_file():
+                raise CommandError(
+                    f"{path} not found: set TLS_CERT_FILE/TLS_KEY_FILE, or run "
+                    "`manage.py maketlscert` for a development certificate"
+                )
         # Many idle connections need many descriptors: raise the soft limit to the hard one.
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:
