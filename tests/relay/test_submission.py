@@ -553,3 +553,35 @@ def test_a_failed_write_answers_451_and_leaves_nothing(smtp_server, login, poiso
     c.send(b"Subject: fine\r\n\r\nx\r\n.\r\n")
     assert c.reply().code == 250
     assert Message.objects.count() == 1
+
+
+def test_concurrent_sessions_each_get_their_own_message_back(smtp_server, login):
+    """Group commit stores many sessions' messages together: nothing may be crossed."""
+    replies = {}
+
+    def send(n):
+        with smtplib.SMTP_SSL(HOST, smtp_server.tls_port,
+                              context=smtp_server.client_context()) as s:
+            s.login(login[0].username, login[1])
+            for i in range(5):
+                body = f"Subject: {n}-{i}\r\n\r\nbody of {n}-{i}\r\n".encode()
+                rcpts = [f"r{n}-{i}-{k}@example.org" for k in range(1 + (n + i) % 3)]
+                s.mail(f"s{n}@example.com")
+                for r in rcpts:
+                    s.rcpt(r)
+                code, reply = s.data(body)
+                assert code == 250
+                replies[reply.decode().rsplit(" ", 1)[1]] = (f"s{n}@example.com", rcpts, body)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(replies) == 40
+    for message in Message.objects.prefetch_related("recipients"):
+        sender, rcpts, body = replies.pop(message.queue_id)
+        assert message.mail_from == sender
+        assert [r.address for r in message.recipients.all()] == rcpts
+        assert stored_body(message) == body
+    assert replies == {}
