@@ -23,7 +23,8 @@ def main() -> int:
         subprocess.Popen(
             [python, manage, "runsmtp", "--bind", BIND, "--tls-ports", str(TLS_PORT),
              "--starttls-ports", str(STARTTLS_PORT), "--mx-ports", str(MX_PORT)],
-            cwd=ROOT, env=env,
+            # DEBUG would make Django keep every SQL query of the queue writer in memory.
+            cwd=ROOT, env=dict(env, DEBUG="false"),
         ),
     ]
     print(f"""
