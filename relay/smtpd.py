@@ -379,27 +379,51 @@ class RelaySMTP(SMTP):
         lines.append("\t" + email.utils.format_datetime(email.utils.localtime()))
         return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
 
-    async def smtp_DATA(self, arg: str) -> None:
-        if await self.check_helo_needed():
-            return
-        if await self._refuse_unauthenticated():
-            return
-        if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Need RCPT command first")
-            return
-        if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
-            return
-        queue_id = new_queue_id()
-        buf: bytearray | None = bytearray(self.received_header(queue_id))
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
+    async def _read_message(self, buf: bytearray) -> tuple[bytearray | None, int, str | None]:
+        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem).
+
+        Complete lines already buffered by the reader are taken as one block (found by peeking
+        at the StreamReader's buffer, as aiosmtpd itself does for STARTTLS) and checked with
+        bytes methods; a line still arriving is read on its own. Either way the message ends
+        only at CRLF "." CRLF at a line start, and every line is checked alike: at most 998
+        octets, no bare CR or LF, the size limit.
+        """
         limit = self.data_size_limit
         size = 0
         problem = None
         reader = self._reader
         loop = self.loop
-        continuation = False
+        continuation = False  # inside a line longer than the reader's limit
         while True:
+            pending = getattr(reader, "_buffer", None)
+            if pending and not continuation:  # we are at a line start
+                if pending.startswith(b".\r\n"):
+                    await reader.readexactly(3)
+                    break
+                end = pending.find(b"\r\n.\r\n")
+                take = end + 2 if end >= 0 else pending.rfind(b"\r\n") + 2
+                if take >= 2:  # whole lines, no end of data among them but maybe right after
+                    block = await reader.readexactly(take)
+                    self._last_activity = loop.time()
+                    if end >= 0:
+                        await reader.readexactly(3)
+                    if block[:1] == b".":
+                        block = block[1:]
+                    block = block.replace(b"\r\n.", b"\r\n")
+                    size += len(block)
+                    if buf is not None:
+                        crlf = block.count(b"\r\n")
+                        if limit and size > limit:
+                            problem, buf = "big", None
+                        elif block.count(b"\r") != crlf or block.count(b"\n") != crlf:
+                            problem, buf = "bare", None
+                        elif len(block) > LINE_MAX and max(map(len, block.split(b"\r\n"))) > 998:
+                            problem, buf = "long", None
+                        else:
+                            buf += block
+                    if end >= 0:
+                        break
+                    continue
             try:
                 line = await reader.readuntil(b"\r\n")
             except asyncio.LimitOverrunError as exc:
@@ -428,6 +452,24 @@ class RelaySMTP(SMTP):
                 problem, buf = "bare", None
             else:
                 buf += line
+        return buf, size, problem
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self._refuse_unauthenticated():
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Need RCPT command first")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        queue_id = new_queue_id()
+        buf: bytearray | None = bytearray(self.received_header(queue_id))
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        buf, size, problem = await self._read_message(buf)
+        limit = self.data_size_limit
         envelope = self.envelope
         self._set_post_data_state()
         if problem == "bare":
