@@ -585,3 +585,30 @@ def test_concurrent_sessions_each_get_their_own_message_back(smtp_server, login)
         assert [r.address for r in message.recipients.all()] == rcpts
         assert stored_body(message) == body
     assert replies == {}
+
+
+def test_concurrent_failures_from_one_ip_are_counted_one_after_another(smtp_server, alice):
+    """Parallel connections buy no parallel guesses: checks from one IP run in turn."""
+    hasher = Argon2PasswordHasher()  # the real cost, so that the attempts truly overlap
+    login, _ = services.create_login(alice)
+    Login.objects.filter(pk=login.pk).update(password_hash=hasher.encode("pw", hasher.salt()))
+    clients = []
+    for _ in range(4):
+        c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True,
+                       source_ip="127.0.0.71")
+        c.cmd("EHLO client.test")
+        clients.append(c)
+    assert clients[0].auth_plain(login.username, "guess-0").code == 535
+    assert clients[0].auth_plain(login.username, "guess-1").code == 535
+    codes = []
+    threads = [
+        threading.Thread(target=lambda c=c, i=i: codes.append(
+            c.auth_plain(login.username, f"guess-{i + 2}").code))
+        for i, c in enumerate(clients[1:])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The third failure reaches the limit (3); the attempts that waited for it are refused.
+    assert sorted(codes) == [454, 454, 535]
