@@ -20,7 +20,8 @@ install: $(STAMP)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensureadmin
-	DEBUG=true $(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py maketlscert
+	DEBUG=true $(PY) scripts/rundev.py
 
 test: install
 	scripts/ensure-test-tools.sh

@@ -10,6 +10,14 @@ class Message(models.Model):
         FULL = "FULL", "full message"
         HDRS = "HDRS", "headers only"
 
+    class Kind(models.TextChoices):
+        SUBMISSION = "submission", "authenticated submission"
+        BOUNCE = "bounce", "unauthenticated mail to BOUNCE_DOMAIN (bounce/feedback intake)"
+
+    # Chosen before the commit so that the Received header and "queued as" can name it.
+    queue_id = models.CharField(max_length=20, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SUBMISSION)
+
     login = models.ForeignKey(
         "credentials.Login", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -21,7 +29,8 @@ class Message(models.Model):
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     mail_from = models.CharField(max_length=512, blank=True)  # "" is the null sender <>
     ret = models.CharField(max_length=4, choices=Ret.choices, blank=True)
-    envid = models.CharField(max_length=100, blank=True)
+    envid = models.CharField(max_length=100, blank=True)  # decoded xtext, case kept
+    body = models.CharField(max_length=10, blank=True)  # MAIL FROM BODY=: "", 7BIT, 8BITMIME
     features = models.JSONField(default=dict)  # the login's feature set after header overrides
     tags = models.JSONField(default=list)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -34,7 +43,7 @@ class Message(models.Model):
         ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:
-        return f"message {self.pk} from <{self.mail_from}>"
+        return f"message {self.queue_id} from <{self.mail_from}>"
 
 
 class Recipient(models.Model):

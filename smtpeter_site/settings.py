@@ -171,6 +171,12 @@ TLS_KEY_FILE = env("TLS_KEY_FILE", default=str(DATA_DIR / "tls" / "key.pem"))
 SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
 SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=1000)
 BOUNCE_DOMAIN = env("BOUNCE_DOMAIN", default="bounces.localhost")
+SMTP_IDLE_TIMEOUT = env.float("SMTP_IDLE_TIMEOUT", default=300)
+SMTP_MAX_CONNECTIONS_PER_IP = env.int("SMTP_MAX_CONNECTIONS_PER_IP", default=100)
+SMTP_AUTH_MAX_FAILURES = env.int("SMTP_AUTH_MAX_FAILURES", default=5)
+SMTP_AUTH_FAILURE_WINDOW = env.float("SMTP_AUTH_FAILURE_WINDOW", default=900)
+SMTP_AUTH_CACHE_TTL = env.float("SMTP_AUTH_CACHE_TTL", default=3600)
+SMTP_AUTH_THREADS = env.int("SMTP_AUTH_THREADS", default=2)
 
 # --- Features ------------------------------------------------------------
 TRACKING_BASE_URL = env("TRACKING_BASE_URL", default=f"{SITE_URL}/t/")

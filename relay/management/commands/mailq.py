@@ -1,0 +1,85 @@
+"""`manage.py mailq [--json] [--all]`: the queue and its recipients, like Postfix's mailq."""
+import json
+
+from django.core.management.base import BaseCommand
+from django.db.models import Prefetch
+
+from relay.models import Message, Recipient
+
+PENDING = [Recipient.State.QUEUED, Recipient.State.DEFERRED]
+
+
+class Command(BaseCommand):
+    help = "List queued messages and their recipients (pending ones; --all for every message)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+        parser.add_argument("--all", action="store_true", help="include delivered and failed")
+        parser.add_argument("--limit", type=int, default=0, help="at most this many messages")
+
+    def handle(self, *args, json: bool, all: bool, limit: int, **options):
+        recipients = Recipient.objects.order_by("id")
+        messages = Message.objects.defer("raw").order_by("received_at", "id")
+        if not all:
+            recipients = recipients.filter(state__in=PENDING)
+            messages = messages.filter(recipients__state__in=PENDING).distinct()
+        messages = messages.prefetch_related(Prefetch("recipients", queryset=recipients))
+        messages = messages.select_related("login")
+        if limit:
+            messages = messages[:limit]
+        rows = [_row(m) for m in messages]
+        if json:
+            self.stdout.write(_dumps(rows))
+        else:
+            self.stdout.write(_text(rows))
+
+
+def _row(m: Message) -> dict:
+    return {
+        "queue_id": m.queue_id,
+        "id": m.pk,
+        "kind": m.kind,
+        "received_at": m.received_at.isoformat(),
+        "size": m.size,
+        "mail_from": m.mail_from,
+        "login": m.login.username if m.login else None,
+        "client_ip": m.client_ip,
+        "ret": m.ret,
+        "envid": m.envid,
+        "features": m.features,
+        "tags": m.tags,
+        "recipients": [
+            {
+                "address": r.address,
+                "state": r.state,
+                "notify": r.notify,
+                "orcpt": r.orcpt,
+                "attempts": r.attempts,
+                "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None,
+                "last_response": r.last_response,
+            }
+            for r in m.recipients.all()
+        ],
+    }
+
+
+def _dumps(rows: list[dict]) -> str:
+    return json.dumps({"messages": rows, "count": len(rows)}, indent=2)
+
+
+def _text(rows: list[dict]) -> str:
+    if not rows:
+        return "Mail queue is empty"
+    out = [f"{'-Queue ID-':<18} {'--Size--':>8} {'----Arrival Time----':<20} -Sender/Recipient-"]
+    for r in rows:
+        when = r["received_at"][:19].replace("T", " ")
+        out.append(f"{r['queue_id']:<18} {r['size']:>8} {when:<20} {r['mail_from'] or '<>'}")
+        for rc in r["recipients"]:
+            if rc["last_response"]:
+                out.append(f"{'':<49}({rc['last_response'][:200]})")
+            out.append(f"{'':<49}{rc['address']} [{rc['state']}]")
+        out.append("")
+    total = sum(r["size"] for r in rows)
+    plural = "s" if len(rows) != 1 else ""
+    out.append(f"-- {(total + 1023) // 1024} Kbytes in {len(rows)} Request{plural}.")
+    return "\n".join(out)

@@ -1,0 +1,62 @@
+"""`manage.py runsmtp`: the SMTP listeners (and, later, the delivery workers) in one process."""
+import asyncio
+import logging
+import resource
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from relay.server import ROLES, RelayServer, listener_specs
+
+
+def _ports(text: str | None, default: list[int]) -> list[int]:
+    if text is None:
+        return default
+    return [int(p) for p in text.split(",") if p.strip()]
+
+
+class Command(BaseCommand):
+    help = "Run the SMTP listeners: submission (implicit TLS and STARTTLS) and mx (bounces)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--roles", default=",".join(ROLES),
+            help=f"comma-separated roles to run (default {','.join(ROLES)})",
+        )
+        parser.add_argument("--bind", help="address to bind (default SMTP_BIND)")
+        parser.add_argument("--tls-ports", help="override SMTP_TLS_PORTS, e.g. 2465")
+        parser.add_argument("--starttls-ports", help="override SMTP_STARTTLS_PORTS")
+        parser.add_argument("--mx-ports", help="override SMTP_MX_PORTS")
+
+    def handle(self, *args, **opts):
+        roles = [r.strip() for r in opts["roles"].split(",") if r.strip()]
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise CommandError(f"unknown role(s) {sorted(unknown)}; known: {', '.join(ROLES)}")
+        try:
+            specs = listener_specs(
+                roles,
+                _ports(opts["tls_ports"], settings.SMTP_TLS_PORTS),
+                _ports(opts["starttls_ports"], settings.SMTP_STARTTLS_PORTS),
+                _ports(opts["mx_ports"], settings.SMTP_MX_PORTS),
+            )
+        except ValueError as exc:
+            raise CommandError(f"bad port list: {exc}") from None
+        if not specs:
+            raise CommandError("no listener configured")
+        for path in (settings.TLS_CERT_FILE, settings.TLS_KEY_FILE):
+            if not Path(path).is_file():
+                raise CommandError(
+                    f"{path} not found: set TLS_CERT_FILE/TLS_KEY_FILE, or run "
+                    "`manage.py maketlscert` for a development certificate"
+                )
+        # Many idle connections need many descriptors: raise the soft limit to the hard one.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's AUTH deprecation noise
+        try:
+            asyncio.run(RelayServer(specs, bind=opts["bind"]).run())
+        except OSError as exc:
+            raise CommandError(str(exc)) from None

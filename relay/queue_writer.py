@@ -1,0 +1,239 @@
+"""Group commit: one writer thread stores whatever accepted messages are waiting, in one
+transaction, and wakes each SMTP session once the commit that holds its message is done.
+
+"250 queued" is sent only after that wake-up, so an acknowledged message is on disk. On
+SQLite the writer's connection uses synchronous=FULL: a commit survives power loss, not only
+a crash of the process. A batch that fails is retried one message per transaction, so one bad
+message cannot fail its neighbours; a message whose own transaction fails leaves no row behind.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from features.overrides import apply_overrides
+
+log = logging.getLogger("relay.queue")
+MAX_BATCH = 200
+
+
+def new_queue_id() -> str:
+    """Time-ordered and unique enough: milliseconds in hex plus 24 random bits."""
+    return f"{int(time.time() * 1000):011X}{secrets.token_hex(3).upper()}"
+
+
+@dataclass
+class Submission:
+    queue_id: str
+    kind: str
+    login_id: int | None
+    owner_id: int | None
+    mail_from: str
+    ret: str
+    envid: str
+    body: str
+    client_ip: str | None
+    helo: str
+    tls_version: str
+    raw: bytes | bytearray
+    recipients: list[tuple[str, str, str]] = field(default_factory=list)  # address, notify, orcpt
+
+
+def _header_bytes(raw: bytes | bytearray) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    return bytes(raw[: end + 2] if end >= 0 else raw[:65536])
+
+
+_MESSAGE_COLUMNS = (
+    "queue_id", "kind", "login", "owner", "received_at", "mail_from", "ret", "envid", "body",
+    "features", "tags", "client_ip", "helo", "tls_version", "size", "raw",
+)
+_RECIPIENT_COLUMNS = (
+    "message", "address", "notify", "orcpt", "state", "attempts", "next_attempt_at",
+    "last_response", "updated",
+)
+_sql_cache: dict[str, str] = {}
+
+
+def _statements() -> tuple[str, str, str]:
+    """INSERT for messages (RETURNING id), INSERT for recipients, SELECT of feature sets."""
+    if connection.vendor not in _sql_cache:
+        from credentials.models import FEATURE_NAMES, Login
+
+        from .models import Message, Recipient
+
+        qn = connection.ops.quote_name
+
+        def insert(model, names):
+            columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
+            return (f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
+                    f"VALUES ({', '.join(['%s'] * len(names))})")
+
+        features = ", ".join(qn(name) for name in FEATURE_NAMES)
+        _sql_cache[connection.vendor] = (
+            insert(Message, _MESSAGE_COLUMNS) + " RETURNING " + qn(Message._meta.pk.column),
+            insert(Recipient, _RECIPIENT_COLUMNS),
+            f"SELECT {qn('id')}, {features} FROM {qn(Login._meta.db_table)} "
+            f"WHERE {qn('id')} IN ",
+        )
+    return _sql_cache[connection.vendor]
+
+
+def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
+    """Store ``batch`` (and last-used times) in one transaction; returns the message ids.
+
+    Plain SQL through Django's connection, values prepared by the model fields where the
+    backend needs it (dates, JSON, bytes): building ORM objects held the GIL long enough to
+    slow the event loop down.
+    """
+    from credentials.models import FEATURE_NAMES, Login
+
+    from .models import Message
+
+    msg_sql, rcpt_sql, login_sql = _statements()
+    prep = {
+        name: Message._meta.get_field(name).get_db_prep_save
+        for name in ("received_at", "features", "tags", "raw")
+    }
+    now = timezone.now()
+    now_db = prep["received_at"](now, connection)
+    ids = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        login_ids = sorted({s.login_id for s in batch if s.login_id})
+        featuresets = {}
+        if login_ids:
+            cursor.execute(login_sql + f"({', '.join(['%s'] * len(login_ids))})", login_ids)
+            featuresets = {
+                row[0]: dict(zip(FEATURE_NAMES, map(bool, row[1:]), strict=True))
+                for row in cursor.fetchall()
+            }
+        rcpt_rows = []
+        for s in batch:
+            featureset = featuresets.get(s.login_id)
+            if featureset is not None:
+                # The feature set as it is at this commit, with the message's header overrides.
+                features, tags = apply_overrides(featureset, _header_bytes(s.raw))
+            else:
+                features, tags = {}, []
+            cursor.execute(msg_sql, (
+                s.queue_id, s.kind, s.login_id if featureset is not None else None, s.owner_id,
+                now_db, s.mail_from, s.ret, s.envid, s.body,
+                prep["features"](features, connection), prep["tags"](tags, connection),
+                s.client_ip, s.helo[:255], s.tls_version, len(s.raw),
+                prep["raw"](s.raw, connection),
+            ))
+            message_id = cursor.fetchone()[0]
+            ids.append(message_id)
+            for address, notify, orcpt in s.recipients:
+                rcpt_rows.append((message_id, address, notify, orcpt, "queued", 0, now_db, "",
+                                  now_db))
+        if rcpt_rows:
+            cursor.executemany(rcpt_sql, rcpt_rows)
+        if touched:
+            Login.objects.filter(pk__in=touched).update(last_used=now)
+    return ids
+
+
+class GroupWriter:
+    """Owns the writer thread; ``await store(sub)`` returns once ``sub`` is committed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._touched: set[int] = set()
+        self._touch_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="queue-writer", daemon=True)
+        self._conn_id = None
+        self.batches = 0
+        self.stored = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    async def store(self, sub: Submission) -> None:
+        fut = self.loop.create_future()
+        self._queue.put((sub, fut))
+        await fut
+
+    def touch(self, login_id: int) -> None:
+        """Record a login's last use with the next commit (one commit if the queue is idle)."""
+        with self._touch_lock:
+            self._touched.add(login_id)
+        self._queue.put(())
+
+    def _prepare_connection(self) -> None:
+        connection.ensure_connection()
+        if connection.vendor == "sqlite" and id(connection.connection) != self._conn_id:
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA synchronous=FULL")
+            self._conn_id = id(connection.connection)
+
+    def _reconnect(self) -> None:
+        # The next batch opens a fresh connection (and sets its PRAGMA again).
+        connection.close()
+        self._conn_id = None
+
+    def _resolve(self, results: list[tuple[asyncio.Future, BaseException | None]]) -> None:
+        for fut, exc in results:
+            if fut.done():  # the client went away while waiting
+                continue
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            items = [self._queue.get()]
+            while len(items) < MAX_BATCH:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in items:
+                stopping = True
+            batch = [i for i in items if i]
+            with self._touch_lock:
+                touched, self._touched = self._touched, set()
+            if not batch and not touched:
+                continue
+            results = self._write(batch, touched)
+            if results:
+                self.loop.call_soon_threadsafe(self._resolve, results)
+        connection.close()
+
+    def _write(self, batch, touched):
+        subs = [sub for sub, _ in batch]
+        try:
+            self._prepare_connection()
+            write_batch(subs, touched)
+            self.batches += 1
+            self.stored += len(subs)
+            return [(fut, None) for _, fut in batch]
+        except Exception:
+            log.exception("group commit of %d message(s) failed; retrying one by one", len(subs))
+            self._reconnect()
+        results = []
+        for sub, fut in batch:
+            try:
+                self._prepare_connection()
+                write_batch([sub], set())
+                results.append((fut, None))
+            except Exception as exc:
+                log.exception("storing message %s failed", sub.queue_id)
+                self._reconnect()
+                results.append((fut, exc))
+        return results

@@ -1,0 +1,133 @@
+"""The runsmtp process: listeners per role on one event loop, the queue writer, AUTH pools,
+SIGHUP certificate reload and a clean stop on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import asyncio
+import asyncio.sslproto
+import logging
+import signal
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from . import tls
+from .queue_writer import GroupWriter
+from .smtp_auth import Authenticator
+from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP
+
+log = logging.getLogger("relay.server")
+# asyncio's TLS layer keeps a receive buffer of SSLProtocol.max_size per connection, 256 KiB
+# by default (Python 3.11): 1,000 idle TLS sessions would hold 250 MiB in these buffers alone.
+# One TLS record (16 KiB plus its header) per read is as fast for SMTP.
+TLS_READ_BUFFER = 17 * 1024
+ROLES = ("submission", "mx")
+LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
+
+
+@dataclass
+class ListenerSpec:
+    role: str
+    port: int
+
+
+def listener_specs(roles: list[str], tls_ports, starttls_ports, mx_ports) -> list[ListenerSpec]:
+    specs = []
+    if "submission" in roles:
+        specs += [ListenerSpec(ROLE_TLS, p) for p in tls_ports]
+        specs += [ListenerSpec(ROLE_STARTTLS, p) for p in starttls_ports]
+    if "mx" in roles:
+        specs += [ListenerSpec(ROLE_MX, p) for p in mx_ports]
+    return specs
+
+
+class RelayServer:
+    def __init__(self, specs: list[ListenerSpec], bind: str | None = None):
+        self.specs = specs
+        self.bind = bind or settings.SMTP_BIND
+        self.hostname = settings.SMTP_HOSTNAME
+        self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
+        self.max_recipients = settings.SMTP_MAX_RECIPIENTS
+        self.bounce_domain = settings.BOUNCE_DOMAIN.lower()
+        self.idle_timeout = settings.SMTP_IDLE_TIMEOUT
+        self.max_per_ip = settings.SMTP_MAX_CONNECTIONS_PER_IP
+        self.cert_file = settings.TLS_CERT_FILE
+        self.key_file = settings.TLS_KEY_FILE
+        self.connections: dict[str, int] = defaultdict(int)
+        self._last_used: dict[int, float] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stopping: asyncio.Event | None = None
+
+    # -- bookkeeping used by sessions ---------------------------------------------------
+
+    def connection_opened(self, ip: str | None) -> bool:
+        """Count a new connection; False when the IP is at its cap (the session says 421)."""
+        key = ip or "?"
+        if self.max_per_ip and self.connections[key] >= self.max_per_ip:
+            return False
+        self.connections[key] += 1
+        return True
+
+    def connection_closed(self, ip: str | None) -> None:
+        key = ip or "?"
+        self.connections[key] -= 1
+        if self.connections[key] <= 0:
+            del self.connections[key]
+
+    def login_used(self, login_id: int) -> None:
+        now = self.loop.time()
+        if now - self._last_used.get(login_id, -LAST_USED_EVERY) >= LAST_USED_EVERY:
+            self._last_used[login_id] = now
+            self.writer.touch(login_id)
+
+    def reload_tls(self) -> bool:
+        return tls.reload_context(self.tls_context, self.cert_file, self.key_file)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+        self.loop = asyncio.get_running_loop()
+        self.tls_context = tls.server_context(self.cert_file, self.key_file)
+        self.writer = GroupWriter(self.loop)
+        self.writer.start()
+        self.argon_pool = ThreadPoolExecutor(
+            settings.SMTP_AUTH_THREADS, thread_name_prefix="auth-argon2"
+        )
+        self.db_pool = ThreadPoolExecutor(4, thread_name_prefix="auth-db")
+        self.auth = Authenticator(self.argon_pool, self.db_pool)
+        for spec in self.specs:
+            server = await self.loop.create_server(
+                lambda role=spec.role: RelaySMTP(self, role),
+                host=self.bind,
+                port=spec.port,
+                ssl=self.tls_context if spec.role == ROLE_TLS else None,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            log.info("listening on %s:%d (%s)", self.bind, spec.port, spec.role)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        # Messages already handed to the writer are committed and answered before we exit.
+        await self.loop.run_in_executor(None, self.writer.stop)
+        await asyncio.sleep(0.1)
+        self.argon_pool.shutdown(wait=False, cancel_futures=True)
+        self.db_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT; SIGHUP reloads the certificate."""
+        self._stopping = asyncio.Event()
+        await self.start()
+        loop = self.loop
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
+        ports = ", ".join(f"{s.port}/{s.role}" for s in self.specs)
+        log.info("runsmtp ready on %s: %s", self.bind, ports)
+        await self._stopping.wait()
+        log.info("runsmtp stopping")
+        await self.stop()

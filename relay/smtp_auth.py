@@ -1,0 +1,194 @@
+"""SMTP AUTH off the event loop: a cache of verified credentials, failure throttling, single-flight.
+
+- argon2 runs in a small thread pool (it is ~120 ms of CPU by design); the event loop never waits.
+- A verified (username, password) pair is remembered as an HMAC keyed with SECRET_KEY (never the
+  password) together with the password hash it matched. A hit re-reads the login row (one
+  indexed query) and counts only while that hash and the enabled flag are unchanged, and for at
+  most SMTP_AUTH_CACHE_TTL seconds.
+- Failures are counted per client IP and per username within SMTP_AUTH_FAILURE_WINDOW; at
+  SMTP_AUTH_MAX_FAILURES further attempts are refused (454 4.7.0) without an argon2 check. A pair
+  already in the cache still passes a username throttle, so guessing at a login's password cannot
+  lock out the application that uses it; an IP throttle refuses everything from that IP.
+- Uncached checks from one IP run one at a time, so a second concurrent attempt from the same IP
+  waits for the first one's result and sees the failure it counted. Identical credentials being
+  checked concurrently (a client opening ten connections at once) share one argon2 check.
+
+State is per process.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from django.conf import settings
+
+log = logging.getLogger("relay.auth")
+_MAX_ENTRIES = 20_000
+
+
+@dataclass(frozen=True)
+class LoginInfo:
+    id: int
+    username: str
+    owner_id: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    login: LoginInfo | None = None
+    throttled: bool = False
+
+
+_LOOKUP_SQL: dict[str, str] = {}
+
+
+def _lookup_row(username: str):
+    """(id, password_hash, enabled, owner_id) of the login, or None.
+
+    Plain SQL: this runs on every cached AUTH, and compiling the ORM query took the GIL from
+    the event loop for longer than the query itself takes.
+    """
+    from django.db import connection
+
+    from credentials.models import Login
+
+    sql = _LOOKUP_SQL.get(connection.vendor)
+    if sql is None:
+        qn = connection.ops.quote_name
+        columns = ", ".join(
+            qn(Login._meta.get_field(n).column)
+            for n in ("id", "password_hash", "enabled", "owner")
+        )
+        sql = _LOOKUP_SQL[connection.vendor] = (
+            f"SELECT {columns} FROM {qn(Login._meta.db_table)} WHERE {qn('username')} = %s"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [username])
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1], bool(row[2]), row[3])
+
+
+def _verify(username: str, password: str):
+    from credentials.services import authenticate
+
+    login = authenticate(username, password)
+    if login is None:
+        return None
+    return login.id, login.password_hash, login.owner_id
+
+
+class FailureCounter:
+    """Timestamps of recent failures per key, within a sliding window."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+        self._events: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        events = self._events.get(key)
+        if events is None:
+            return None
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if not events:
+            del self._events[key]
+            return None
+        return events
+
+    def blocked(self, key: str) -> bool:
+        if self.limit <= 0:
+            return False
+        events = self._recent(key, time.monotonic())
+        return events is not None and len(events) >= self.limit
+
+    def add(self, key: str) -> None:
+        now = time.monotonic()
+        if len(self._events) > _MAX_ENTRIES:
+            for k in list(self._events):
+                self._recent(k, now)
+        self._events.setdefault(key, deque()).append(now)
+
+
+class Authenticator:
+    def __init__(self, argon_pool: Executor, db_pool: Executor):
+        self.argon_pool = argon_pool
+        self.db_pool = db_pool
+        self.ttl = settings.SMTP_AUTH_CACHE_TTL
+        self.failures = FailureCounter(
+            settings.SMTP_AUTH_MAX_FAILURES, settings.SMTP_AUTH_FAILURE_WINDOW
+        )
+        self._cache: dict[bytes, tuple[str, float]] = {}
+        self._inflight: dict[bytes, asyncio.Future] = {}
+        self._ip_locks: dict[str, list] = {}  # ip -> [lock, users]
+        self._secret = hashlib.sha256(b"smtp-auth-cache:" + settings.SECRET_KEY.encode()).digest()
+
+    def _key(self, username: str, password: str) -> bytes:
+        # Length-prefixed so that no two (username, password) pairs share a key.
+        data = f"{len(username)}:{username}:{password}".encode("utf-8", "surrogateescape")
+        return hmac.new(self._secret, data, hashlib.sha256).digest()
+
+    async def check(self, ip: str, username: str, password: str) -> Outcome:
+        loop = asyncio.get_running_loop()
+        if self.failures.blocked("ip:" + ip):
+            log.warning("AUTH throttled: ip=%s username=%r (too many failures from this IP)",
+                        ip, username)
+            return Outcome(throttled=True)
+        key = self._key(username, password)
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached[1] > time.monotonic():
+                row = await loop.run_in_executor(self.db_pool, _lookup_row, username)
+                if row is not None and row[1] == cached[0] and row[2]:
+                    return Outcome(login=LoginInfo(row[0], username, row[3]))
+            self._cache.pop(key, None)
+        if self.failures.blocked("user:" + username):
+            log.warning("AUTH throttled: ip=%s username=%r (too many failures for this username)",
+                        ip, username)
+            return Outcome(throttled=True)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        future = loop.create_future()
+        self._inflight[key] = future
+        try:
+            outcome = await self._verify_serialised(ip, username, password, key)
+            future.set_result(outcome)
+            return outcome
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _verify_serialised(self, ip: str, username: str, password: str, key: bytes):
+        entry = self._ip_locks.setdefault(ip, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                if self.failures.blocked("ip:" + ip) or self.failures.blocked("user:" + username):
+                    log.warning("AUTH throttled: ip=%s username=%r", ip, username)
+                    return Outcome(throttled=True)
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self.argon_pool, _verify, username, password)
+                if result is None:
+                    self.failures.add("ip:" + ip)
+                    self.failures.add("user:" + username)
+                    log.warning("AUTH failed: ip=%s username=%r", ip, username)
+                    return Outcome()
+                login_id, password_hash, owner_id = result
+                if len(self._cache) >= _MAX_ENTRIES:
+                    self._cache.clear()
+                self._cache[key] = (password_hash, time.monotonic() + self.ttl)
+                return Outcome(login=LoginInfo(login_id, username, owner_id))
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._ip_locks[ip]

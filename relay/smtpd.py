@@ -1,0 +1,537 @@
+"""One SMTP session: aiosmtpd's protocol with the product's rules on top.
+
+aiosmtpd 1.4.6 gives us the command loop, STARTTLS and the AUTH exchange. We replace what it
+gets wrong for a submission server (see /work/shared/FACTS.md): AUTH on implicit TLS, MAIL/RCPT
+with RFC 3461 parameters (case kept), the null sender, EHLO keywords, DATA (bare CR/LF refused,
+998-octet lines, the Received header, group commit before "250"), enhanced status codes on every
+reply, the idle timeout reply and the per-IP connection cap.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import logging
+import re
+from base64 import b64decode
+from typing import TYPE_CHECKING
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+
+from .esmtp_params import ParamError, parse_mail_params, parse_path, parse_rcpt_params
+from .queue_writer import Submission, new_queue_id
+
+if TYPE_CHECKING:
+    from .server import RelayServer
+
+log = logging.getLogger("relay.smtpd")
+
+ROLE_TLS = "tls"  # TLS from the first byte (465)
+ROLE_STARTTLS = "starttls"  # submission, STARTTLS required before AUTH (587, 2525)
+ROLE_MX = "mx"  # bounces to BOUNCE_DOMAIN without AUTH; STARTTLS offered, not required (25)
+
+# Enhanced status codes (RFC 3463) for replies aiosmtpd writes without one.
+DEFAULT_ENHANCED = {
+    "221": "2.0.0", "235": "2.7.0", "250": "2.0.0", "252": "2.5.0",
+    "421": "4.3.0", "451": "4.3.0", "452": "4.5.3", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "535": "5.7.8", "538": "5.7.11", "550": "5.0.0", "552": "5.3.4",
+    "553": "5.1.3", "554": "5.5.0", "555": "5.5.4",
+}
+_HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+_HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
+LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+class RelaySMTP(SMTP):
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+    _command_names: list[str] | None = None
+
+    def __dir__(self):
+        # aiosmtpd's __init__ finds commands and AUTH mechanisms with dir()/getmembers() on
+        # every connection (a few hundred getattr calls); only these names matter to it.
+        cls = type(self)
+        if cls._command_names is None:
+            cls._command_names = [
+                n for n in object.__dir__(self) if n.startswith(("smtp_", "auth_"))
+            ]
+        return cls._command_names
+
+    def __init__(self, server: RelayServer, role: str):
+        self.server = server
+        self.role = role
+        starttls = role in (ROLE_STARTTLS, ROLE_MX)
+        super().__init__(
+            _NO_HOOKS,
+            data_size_limit=server.max_size,
+            enable_SMTPUTF8=False,
+            decode_data=False,
+            hostname=server.hostname,
+            ident="smtpeter ESMTP",
+            tls_context=server.tls_context if starttls else None,
+            require_starttls=False,  # we answer 538/530 with the codes the product wants
+            timeout=server.idle_timeout,
+            auth_required=False,  # checked in check_auth_needed, per role
+            auth_require_tls=True,
+            loop=server.loop,
+        )
+        # The implicit-TLS socket is encrypted although aiosmtpd never saw a STARTTLS.
+        self._auth_require_tls = role != ROLE_TLS
+        # Room for DSN parameters (RFC 3461 4: +100 MAIL, +500 RCPT); per instance, unlike
+        # aiosmtpd's class-wide dict that grows with every EHLO.
+        self.command_size_limits = collections.defaultdict(
+            lambda: 512, {"MAIL": 1000, "RCPT": 1000}
+        )
+        self.peer_ip: str | None = None
+        self.tls_version = ""
+        self.tls_cipher = ""
+        self._counted = False
+        self._refused = False
+        self._last_activity = 0.0
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._original_transport is None
+        super().connection_made(transport)
+        self._last_activity = self.loop.time()
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.tls_version = ssl_object.version() or ""
+            self.tls_cipher = (ssl_object.cipher() or ("",))[0]
+        if first:
+            peer = transport.get_extra_info("peername")
+            self.peer_ip = peer[0] if peer else None
+            self._refused = not self.server.connection_opened(self.peer_ip)
+            self._counted = not self._refused
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.server.connection_closed(self.peer_ip)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            log.warning("refused connection from %s: too many connections from this IP",
+                        self.peer_ip)
+            await self.push("421 4.7.0 Too many connections from your address, try later")
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    def _timeout_cb(self) -> None:
+        idle = self.loop.time() - self._last_activity
+        if idle < self._timeout_duration:
+            # DATA lines count as activity; aiosmtpd only counts commands. (The base method:
+            # ours would count this rescheduling as activity too.)
+            super()._reset_timeout(self._timeout_duration - idle)
+            return
+        log.info("idle timeout for %s", self.peer_ip)
+        try:
+            self._writer.write(f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode())
+        except Exception:  # noqa: BLE001 - the transport may already be gone
+            pass
+        super()._timeout_cb()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._last_activity = self.loop.time()
+        super()._reset_timeout(duration)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("session error from %s", self.peer_ip)
+        return "451 4.3.0 Internal error, try again later"
+
+    # -- replies ------------------------------------------------------------------------
+
+    async def push(self, status) -> None:
+        if isinstance(status, str) and len(status) > 4 and status[3] in " -":
+            enhanced = DEFAULT_ENHANCED.get(status[:3])
+            if enhanced and not _HAS_ENHANCED.match(status, 4):
+                status = f"{status[:4]}{enhanced} {status[4:]}"
+            if status[0] in "45":
+                # Every refusal leaves a line, whichever layer (ours or aiosmtpd's) made it.
+                log.info("refused %s (%s port): %s", self.peer_ip, self.role, status)
+        await super().push(status)
+
+    async def _push_lines(self, lines: list[str]) -> None:
+        self._writer.write("".join(line + "\r\n" for line in lines).encode("ascii"))
+        await self._writer.drain()
+
+    @property
+    def is_tls(self) -> bool:
+        return bool(self.tls_version)
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.session and self.session.authenticated)
+
+    async def _refuse_unauthenticated(self) -> bool:
+        """On submission ports nothing but EHLO/STARTTLS/AUTH/NOOP/RSET/QUIT works before AUTH."""
+        if self.role == ROLE_MX or self.authenticated:
+            return False
+        if not self.is_tls:
+            await self.push("530 5.7.0 Must issue a STARTTLS command first")
+        else:
+            await self.push("530 5.7.0 Authentication required")
+        return True
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        return await self._refuse_unauthenticated()
+
+    # -- greeting and TLS ---------------------------------------------------------------
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [
+            self.hostname, "PIPELINING", f"SIZE {self.data_size_limit}", "8BITMIME",
+            "ENHANCEDSTATUSCODES", "DSN",
+        ]
+        if self.tls_context is not None and not self.is_tls:
+            lines.append("STARTTLS")
+        if self.is_tls:
+            lines.append("AUTH PLAIN LOGIN")
+        await self._push_lines(
+            [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
+        )
+
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
+        self._set_rset_state()
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self._push_lines([f"250 {self.hostname}"])
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self.is_tls:
+            await self.push("503 5.5.1 TLS is already active")
+            return
+        await super().smtp_STARTTLS(arg)
+
+    # -- AUTH ---------------------------------------------------------------------------
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 AUTH is not allowed during a mail transaction")
+            return
+        if arg and arg.split()[0].upper() not in ("PLAIN", "LOGIN") and self.is_tls:
+            log.info("AUTH with unknown mechanism from %s", self.peer_ip)
+        await super().smtp_AUTH(_upper_first(arg))
+
+    async def _initial_or_challenge(self, args: list[str], challenge: str) -> bytes | None:
+        if len(args) == 1:
+            blob = await self.challenge_auth(challenge)
+            return None if blob is MISSING else blob
+        if args[1] == "=":  # RFC 4954: an empty initial response
+            return b""
+        try:
+            return b64decode(args[1].encode(), validate=True)
+        except ValueError:
+            await self.push("501 5.5.2 Cannot decode base64")
+            return None
+
+    async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
+        blob = await self._initial_or_challenge(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Cannot split the PLAIN response")
+            return AuthResult(success=False, handled=True)
+        authzid, username, password = parts
+        if authzid and authzid != username:
+            log.warning("AUTH PLAIN with a different authorization identity from %s",
+                        self.peer_ip)
+            return AuthResult(success=False, handled=False)
+        return await self._check_credentials(username, password)
+
+    async def auth_LOGIN(self, _, args: list[str]) -> AuthResult:
+        username = await self._initial_or_challenge(args, self.AuthLoginUsernameChallenge)
+        if username is None:
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check_credentials(username, password)
+
+    async def _check_credentials(self, username: bytes, password: bytes) -> AuthResult:
+        try:
+            user, pw = username.decode("utf-8"), password.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("AUTH with undecodable credentials from %s", self.peer_ip)
+            return AuthResult(success=False, handled=False)
+        outcome = await self.server.auth.check(self.peer_ip or "", user, pw)
+        if outcome.throttled:
+            return AuthResult(
+                success=False, handled=False,
+                message="454 4.7.0 Too many failed authentication attempts, try again later",
+            )
+        if outcome.login is None:
+            return AuthResult(success=False, handled=False)
+        self.server.login_used(outcome.login.id)
+        log.info("AUTH ok: ip=%s username=%s", self.peer_ip, user)
+        return AuthResult(success=True, auth_data=outcome.login)
+
+    # -- the envelope -------------------------------------------------------------------
+
+    def _parse_path(self, arg: str | None, keyword: str) -> tuple[str | None, str, str | None]:
+        """(address, rest, error reply) for ``FROM:<addr> params`` / ``TO:<addr> params``."""
+        syntax = f"501 5.5.4 Syntax: {'MAIL FROM' if keyword == 'FROM:' else 'RCPT TO'}:<address>"
+        arg = self._strip_command_keyword(keyword, arg or "")
+        if not arg:
+            return None, "", syntax
+        try:
+            address, rest = parse_path(arg, allow_null=keyword == "FROM:")
+        except ParamError as exc:
+            return None, "", str(exc)
+        return address, rest, None
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self._refuse_unauthenticated():
+            return
+        if self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 Nested MAIL command")
+            return
+        address, rest, error = self._parse_path(arg, "FROM:")
+        if error is None and rest.strip() and not self.session.extended_smtp:
+            error = "501 5.5.4 Parameters need EHLO"
+        if error is None:
+            try:
+                params = parse_mail_params(rest, self.data_size_limit)
+            except ParamError as exc:
+                error = str(exc)
+        if error is not None:
+            log.info("MAIL refused from %s: %s", self.peer_ip, error)
+            await self.push(error)
+            return
+        self.envelope.mail_from = address
+        self.envelope.mail_params = params
+        self.envelope.rcpt_params = []
+        await self.push("250 2.1.0 Sender ok")
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self._refuse_unauthenticated():
+            return
+        if self.envelope.mail_from is None:
+            await self.push("503 5.5.1 Need MAIL command first")
+            return
+        address, rest, error = self._parse_path(arg, "TO:")
+        if error is None and rest.strip() and not self.session.extended_smtp:
+            error = "501 5.5.4 Parameters need EHLO"
+        if error is None and len(self.envelope.rcpt_tos) >= self.server.max_recipients:
+            error = "452 4.5.3 Too many recipients"
+        if (
+            error is None
+            and not self.authenticated
+            and _domain(address) != self.server.bounce_domain
+        ):
+            error = "550 5.7.1 Relaying denied: authenticate to send mail"
+        if error is None:
+            try:
+                params = parse_rcpt_params(rest)
+            except ParamError as exc:
+                error = str(exc)
+        if error is not None:
+            log.info("RCPT refused from %s: %s", self.peer_ip, error)
+            await self.push(error)
+            return
+        self.envelope.rcpt_tos.append(address)
+        self.envelope.rcpt_params.append(params)
+        await self.push("250 2.1.5 Recipient ok")
+
+    def _set_post_data_state(self) -> None:
+        super()._set_post_data_state()
+        self.envelope.mail_from = None
+
+    # -- DATA -----------------------------------------------------------------------------
+
+    def received_header(self, queue_id: str) -> bytes:
+        helo = _HELO_UNSAFE.sub("", self.session.host_name or "")[:255] or "unknown"
+        proto = "ESMTP" if self.session.extended_smtp else "SMTP"
+        if self.is_tls:
+            proto += "S"
+        if self.authenticated:
+            proto += "A"
+        lines = [f"Received: from {helo} ([{self.peer_ip}])"]
+        if self.is_tls:
+            lines.append(f"\t(using {self.tls_version} with cipher {self.tls_cipher})")
+        lines.append(f"\tby {self.hostname} (smtpeter) with {proto} id {queue_id}")
+        if len(self.envelope.rcpt_tos) == 1:
+            lines.append(f"\tfor <{self.envelope.rcpt_tos[0]}>;")
+        else:
+            lines[-1] += ";"
+        lines.append("\t" + email.utils.format_datetime(email.utils.localtime()))
+        return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
+
+    async def _read_message(self, buf: bytearray) -> tuple[bytearray | None, int, str | None]:
+        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem).
+
+        Complete lines already buffered by the reader are taken as one block (found by peeking
+        at the StreamReader's buffer, as aiosmtpd itself does for STARTTLS) and checked with
+        bytes methods; a line still arriving is read on its own. Either way the message ends
+        only at CRLF "." CRLF at a line start, and every line is checked alike: at most 998
+        octets, no bare CR or LF, the size limit.
+        """
+        limit = self.data_size_limit
+        size = 0
+        problem = None
+        reader = self._reader
+        loop = self.loop
+        continuation = False  # inside a line longer than the reader's limit
+        while True:
+            pending = getattr(reader, "_buffer", None)
+            if pending and not continuation:  # we are at a line start
+                if pending.startswith(b".\r\n"):
+                    await reader.readexactly(3)
+                    break
+                end = pending.find(b"\r\n.\r\n")
+                take = end + 2 if end >= 0 else pending.rfind(b"\r\n") + 2
+                if take >= 2:  # whole lines, no end of data among them but maybe right after
+                    block = await reader.readexactly(take)
+                    self._last_activity = loop.time()
+                    if end >= 0:
+                        await reader.readexactly(3)
+                    if block[:1] == b".":
+                        block = block[1:]
+                    block = block.replace(b"\r\n.", b"\r\n")
+                    size += len(block)
+                    if buf is not None:
+                        crlf = block.count(b"\r\n")
+                        if limit and size > limit:
+                            problem, buf = "big", None
+                        elif block.count(b"\r") != crlf or block.count(b"\n") != crlf:
+                            problem, buf = "bare", None
+                        elif len(block) > LINE_MAX and max(map(len, block.split(b"\r\n"))) > 998:
+                            problem, buf = "long", None
+                        else:
+                            buf += block
+                    if end >= 0:
+                        break
+                    continue
+            try:
+                line = await reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:
+                # A line longer than the reader's limit: drop it piece by piece. What follows
+                # up to the next CRLF is still that line, never a line start (so never ".").
+                await reader.read(exc.consumed)
+                problem, buf, continuation = problem or "long", None, True
+                continue
+            self._last_activity = loop.time()
+            if continuation:
+                continuation = False
+                size += len(line)
+                continue
+            if line == b".\r\n":
+                break
+            if line[:1] == b".":
+                line = line[1:]
+            size += len(line)
+            if buf is None:
+                continue
+            if len(line) > LINE_MAX:
+                problem, buf = "long", None
+            elif limit and size > limit:
+                problem, buf = "big", None
+            elif line.count(b"\n") != 1 or line.count(b"\r") != 1:
+                problem, buf = "bare", None
+            else:
+                buf += line
+        return buf, size, problem
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self._refuse_unauthenticated():
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Need RCPT command first")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        queue_id = new_queue_id()
+        buf: bytearray | None = bytearray(self.received_header(queue_id))
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        buf, size, problem = await self._read_message(buf)
+        limit = self.data_size_limit
+        envelope = self.envelope
+        self._set_post_data_state()
+        if problem == "bare":
+            log.warning("DATA refused from %s: bare CR or LF", self.peer_ip)
+            await self.push("550 5.6.0 Bare CR or LF in message: lines must end with CRLF")
+            return
+        if problem == "long":
+            log.warning("DATA refused from %s: line over 998 octets", self.peer_ip)
+            await self.push("500 5.5.2 Line too long: at most 998 octets per line")
+            return
+        if problem == "big" or (limit and size > limit):
+            log.warning("DATA refused from %s: %d octets over the limit", self.peer_ip, size)
+            await self.push(f"552 5.3.4 Message size exceeds fixed maximum message size ({limit})")
+            return
+        login = self.session.auth_data if self.authenticated else None
+        mail_params = envelope.mail_params
+        sub = Submission(
+            queue_id=queue_id,
+            kind="submission" if login is not None else "bounce",
+            login_id=login.id if login else None,
+            owner_id=login.owner_id if login else None,
+            mail_from=envelope.mail_from,
+            ret=mail_params.ret,
+            envid=mail_params.envid,
+            body=mail_params.body,
+            client_ip=self.peer_ip,
+            helo=self.session.host_name or "",
+            tls_version=self.tls_version,
+            raw=buf,
+            recipients=[
+                (addr, p.notify, p.orcpt)
+                for addr, p in zip(envelope.rcpt_tos, envelope.rcpt_params, strict=True)
+            ],
+        )
+        del buf
+        try:
+            await self.server.writer.store(sub)
+        except Exception as exc:  # noqa: BLE001 - the writer logged the cause
+            log.error("message %s from %s not queued: %s", queue_id, self.peer_ip, exc)
+            await self.push("451 4.3.0 Could not queue the message, try again later")
+            return
+        log.info(
+            "queued %s: from=<%s> nrcpt=%d size=%d login=%s ip=%s tls=%s",
+            queue_id, sub.mail_from, len(sub.recipients), len(sub.raw),
+            login.username if login else "-", self.peer_ip, self.tls_version or "-",
+        )
+        await self.push(f"250 2.0.0 Ok: queued as {queue_id}")
+
+
+def _upper_first(arg: str | None) -> str | None:
+    # Mechanism names are case-insensitive; the initial response is base64 and must keep case.
+    if not arg:
+        return arg
+    mech, _, rest = arg.partition(" ")
+    return f"{mech.upper()} {rest}"
+
+
+class _NoHooks:
+    """aiosmtpd wants a handler object; every hook lives in RelaySMTP itself."""
+
+    def __dir__(self):
+        return []
+
+
+_NO_HOOKS = _NoHooks()

@@ -1,0 +1,72 @@
+"""`make run`: the web app and runsmtp side by side for development; Ctrl-C stops both.
+
+The SMTP listeners use unprivileged ports on 127.0.0.1: 2465 (TLS), 2587 (STARTTLS), 2025 (mx).
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = "127.0.0.1:8000"
+BIND, TLS_PORT, STARTTLS_PORT, MX_PORT = "127.0.0.1", 2465, 2587, 2025
+
+
+def main() -> int:
+    python = sys.executable
+    manage = str(ROOT / "manage.py")
+    env = dict(os.environ, DEBUG=os.environ.get("DEBUG", "true"))
+    procs = [
+        subprocess.Popen([python, manage, "runserver", WEB], cwd=ROOT, env=env),
+        subprocess.Popen(
+            [python, manage, "runsmtp", "--bind", BIND, "--tls-ports", str(TLS_PORT),
+             "--starttls-ports", str(STARTTLS_PORT), "--mx-ports", str(MX_PORT)],
+            # DEBUG would make Django keep every SQL query of the queue writer in memory.
+            cwd=ROOT, env=dict(env, DEBUG="false"),
+        ),
+    ]
+    print(f"""
+smtpeter is starting:
+  web app      http://{WEB}/
+  SMTP         {BIND}:{TLS_PORT} (TLS)   {BIND}:{STARTTLS_PORT} (STARTTLS)   {BIND}:{MX_PORT} (mx)
+  certificate  self-signed (manage.py maketlscert); clients need -k / --tls-verify off
+
+Create a login in the dashboard (or: .venv/bin/python manage.py createlogin --owner admin),
+then send a test message:
+  swaks --server {BIND}:{STARTTLS_PORT} --tls --auth PLAIN --auth-user USERNAME \\
+        --auth-password PASSWORD --from you@example.com --to someone@example.org
+  (or --server {BIND}:{TLS_PORT} --tlsc for TLS from the first byte)
+See what is queued: .venv/bin/python manage.py mailq
+Ctrl-C stops both.
+""", flush=True)
+
+    requested = []
+
+    def stop(*_):
+        requested.append(True)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # the children get the terminal's SIGINT themselves
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+    finally:
+        crashed = not requested
+        stop()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if crashed:
+        print("a process exited on its own; stopped the other one", file=sys.stderr)
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

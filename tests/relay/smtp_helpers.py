@@ -1,0 +1,201 @@
+"""Starting a real `manage.py runsmtp` for tests, and a tiny line-level SMTP client for the
+dialogues smtplib will not send (bare LF, pipelining into STARTTLS, smuggling)."""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for the server subprocess (SQLite or PostgreSQL)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return (
+        f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST'] or '127.0.0.1'}:"
+        f"{s['PORT'] or 5432}/{s['NAME']}"
+    )
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {name} is not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+@dataclass
+class Server:
+    cert: Path
+    key: Path
+    workdir: Path
+    env_extra: dict = field(default_factory=dict)
+    tls_port: int = 0
+    starttls_port: int = 0
+    mx_port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self):
+        self.tls_port = self.tls_port or free_port()
+        self.starttls_port = self.starttls_port or free_port()
+        self.mx_port = self.mx_port or free_port()
+        self.log = self.workdir / f"runsmtp-{self.tls_port}.log"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=database_url(),
+            TLS_CERT_FILE=str(self.cert),
+            TLS_KEY_FILE=str(self.key),
+            SMTP_BIND=HOST,
+            SMTP_TLS_PORTS=str(self.tls_port),
+            SMTP_STARTTLS_PORTS=str(self.starttls_port),
+            SMTP_MX_PORTS=str(self.mx_port),
+            SMTP_HOSTNAME="relay.test",
+            BOUNCE_DOMAIN="bounces.test",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env_extra)
+        return env
+
+    def start(self) -> Server:
+        logfile = open(self.log, "ab")  # noqa: SIM115 - kept open for the process' lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks"],
+            cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT,
+        )
+        logfile.close()
+        deadline = time.monotonic() + 30
+        for port in (self.tls_port, self.starttls_port, self.mx_port):
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"runsmtp exited:\n{self.log.read_text()}")
+                try:
+                    socket.create_connection((HOST, port), timeout=1).close()
+                    break
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"runsmtp not listening:\n{self.log_text()}") from exc
+                    time.sleep(0.05)
+        return self
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+
+class Reply:
+    def __init__(self, code: int, lines: list[str]):
+        self.code = code
+        self.lines = lines
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def __repr__(self) -> str:
+        return f"Reply({self.code}, {self.lines!r})"
+
+
+class LineClient:
+    """Bytes in, parsed replies out; optionally TLS from the start or after STARTTLS."""
+
+    def __init__(self, server: Server, port: int, *, implicit_tls=False, source_ip=None,
+                 timeout=10.0):
+        self.server = server
+        sock = socket.create_connection(
+            (HOST, port), timeout=timeout,
+            source_address=(source_ip, 0) if source_ip else None,
+        )
+        if implicit_tls:
+            sock = server.client_context().wrap_socket(sock, server_hostname=HOST)
+        self.sock = sock
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; buffered {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self) -> Reply:
+        lines = []
+        while True:
+            line = self._line().decode()
+            lines.append(line[4:])
+            if line[3:4] != "-":
+                return Reply(int(line[:3]), lines)
+
+    def cmd(self, line: str) -> Reply:
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def starttls(self) -> Reply:
+        r = self.cmd("STARTTLS")
+        assert r.code == 220, r
+        assert self.buf == b""
+        self.sock = self.server.client_context().wrap_socket(self.sock, server_hostname=HOST)
+        return r
+
+    def auth_plain(self, username: str, password: str) -> Reply:
+        blob = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+        return self.cmd(f"AUTH PLAIN {blob}")
+
+    def closed(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionError, ssl.SSLError):
+            return True
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
