@@ -25,6 +25,7 @@ run: install
 
 test: install
 	scripts/ensure-test-tools.sh
+	$(VENV)/bin/ruff check .
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
 

@@ -1,8 +1,16 @@
 """The durable queue: one Message per accepted DATA, one Recipient per RCPT TO."""
 from __future__ import annotations
 
+import secrets
+import time
+
 from django.conf import settings
 from django.db import models
+
+
+def new_queue_id() -> str:
+    """Time-ordered and unique enough: milliseconds in hex plus 24 random bits."""
+    return f"{int(time.time() * 1000):011X}{secrets.token_hex(3).upper()}"
 
 
 class Message(models.Model):
@@ -15,7 +23,7 @@ class Message(models.Model):
         BOUNCE = "bounce", "unauthenticated mail to BOUNCE_DOMAIN (bounce/feedback intake)"
 
     # Chosen before the commit so that the Received header and "queued as" can name it.
-    queue_id = models.CharField(max_length=20, unique=True)
+    queue_id = models.CharField(max_length=20, unique=True, default=new_queue_id)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SUBMISSION)
 
     login = models.ForeignKey(

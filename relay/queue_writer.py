@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
@@ -23,11 +21,6 @@ from features.overrides import apply_overrides
 
 log = logging.getLogger("relay.queue")
 MAX_BATCH = 200
-
-
-def new_queue_id() -> str:
-    """Time-ordered and unique enough: milliseconds in hex plus 24 random bits."""
-    return f"{int(time.time() * 1000):011X}{secrets.token_hex(3).upper()}"
 
 
 @dataclass

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
 from .esmtp_params import ParamError, parse_mail_params, parse_path, parse_rcpt_params
-from .queue_writer import Submission, new_queue_id
+from .models import new_queue_id
+from .queue_writer import Submission
 
 if TYPE_CHECKING:
     from .server import RelayServer

@@ -37,7 +37,9 @@ def plain_http(settings):
     settings.CSRF_COOKIE_SECURE = False
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open, an event loop counts as
+# running in this thread, and later tests that call asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         if os.environ.get("CI") == "true":
