@@ -1,0 +1,267 @@
+"""Find and rewrite links and images in HTML and plain text by splicing, never re-serialising.
+
+The scanner is a handful of regular expressions over the original text: only the changed
+attribute values (and a removed data-notrack attribute, and the inserted pixel) differ in the
+output; every other character is the input's. Links inside MSO conditional comments (VML
+buttons for Outlook) are scanned like any other markup.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+CLICK = "click"
+OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where a per-recipient tracking URL goes: kind CLICK or OPEN, index into the link lists."""
+
+    kind: str
+    index: int
+    escape_html: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing a render did, for the preview page: kind and the URL (or part) it concerns."""
+
+    kind: str
+    detail: str = ""
+
+
+# Any case scheme, a host; nothing else is ever rewritten.
+_TRACKABLE = re.compile(r"https?://[^\s/?#\\]+", re.I)
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\||\|\*|%%|\[\[|\]\]|<%|%>|\$\{")
+
+_TAGS = re.compile(
+    r"""
+      (?P<cond><!--\[if[^\]>]*\]>)
+    | (?P<comment><!--(?:-?>|.*?-->|.*\Z))
+    | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])
+         (?:[^>"']++|"[^"]*+"|'[^']*+')*+>.*?(?:</(?P=rawname)\s*>|\Z))
+    | <(?P<name>a|area|img|v:[a-z0-9_-]+)(?=[\s/>])(?P<attrs>(?:[^>"']++|"[^"]*+"|'[^']*+')*+)>
+    | </(?P<end>a|body|v:[a-z0-9_-]+)\s*>
+    | <[a-z!?/](?:[^>"']++|"[^"]*+"|'[^']*+')*+>
+    """,
+    re.I | re.S | re.X,
+)
+_ATTR = re.compile(
+    r"""(?P<name>[^\s"'>/=][^\s"'>/=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s"'=<>`]+))?"""
+)
+_STRIP_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+_LABEL_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
+_LABEL_HOST = re.compile(
+    r"(?:www\.)?(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,63}\.?(?::\d{1,5})?(?:[/?#]\S*)?", re.I
+)
+_TEXT_URL = re.compile(r"https?://[^\s<>\"'`{}|\\^\[\]]+", re.I)
+_TRAILING_PUNCT = ".,;:!?'\")"
+
+
+def trackable(url: str) -> bool:
+    """True for an absolute http(s) URL with a host and no template placeholder in it."""
+    return bool(_TRACKABLE.match(url)) and not _PLACEHOLDER.search(url)
+
+
+def looks_like_url(label: str) -> bool:
+    """The preventscam rule: visible text that is a URL or a host name (any case, path optional)."""
+    label = label.strip()
+    if not label or " " in label:
+        return False
+    return bool(_LABEL_URL.fullmatch(label) or _LABEL_HOST.fullmatch(label))
+
+
+def visible_text(markup: str) -> str:
+    """Text a reader sees: tags stripped, entities decoded, whitespace collapsed."""
+    return _SPACE.sub(" ", html.unescape(_STRIP_TAGS.sub("", markup))).strip()
+
+
+def _attrs(attrs: str, offset: int) -> dict[str, tuple[int, int, str]]:
+    """{lower-case name: (start, end, raw value)} of the first occurrence of each attribute."""
+    found: dict[str, tuple[int, int, str]] = {}
+    for m in _ATTR.finditer(attrs):
+        name = m.group("name").lower()
+        if name in found:
+            continue
+        if m.group("value") is None:
+            found[name] = (offset + m.start(), offset + m.end(), "")
+        else:
+            found[name] = (offset + m.start("value"), offset + m.end("value"), m.group("value"))
+    return found
+
+
+def _unquote(raw: str) -> str:
+    if raw[:1] in "\"'" and raw[-1:] == raw[:1] and len(raw) >= 2:
+        raw = raw[1:-1]
+    return html.unescape(raw).strip()
+
+
+def _attr_span_with_space(text: str, start: int, end: int, name_start: int) -> tuple[int, int]:
+    # Remove the attribute and the whitespace before it, so `<a data-notrack href=..>` stays tidy.
+    begin = name_start
+    while begin > 0 and text[begin - 1] in " \t\r\n":
+        begin -= 1
+    return begin, end
+
+
+class _Scan:
+    def __init__(self, text, links, images, changes, clicks, opens, preventscam):
+        self.text = text
+        self.links = links
+        self.images = images
+        self.changes = changes
+        self.clicks = clicks
+        self.opens = opens
+        self.preventscam = preventscam
+        self.edits: list[tuple[int, int, list]] = []
+
+    def value_edit(self, span: tuple[int, int, str], kind: str, index: int) -> None:
+        start, end, raw = span
+        quote = raw[:1] if raw[:1] in "\"'" else '"'
+        self.edits.append((start, end, [quote, Slot(kind, index), quote]))
+
+    def remove_notrack(self, attrs_text: str, offset: int) -> bool:
+        for m in _ATTR.finditer(attrs_text):
+            if m.group("name").lower() == "data-notrack":
+                begin, end = _attr_span_with_space(
+                    self.text, offset + m.start(), offset + m.end(), offset + m.start()
+                )
+                self.edits.append((begin, end, []))
+                return True
+        return False
+
+    def link(self, span, url: str, label: str | None) -> None:
+        if self.preventscam and label is not None and looks_like_url(label):
+            self.changes.append(Change("kept", url))
+            return
+        self.links.append(url)
+        self.value_edit(span, CLICK, len(self.links) - 1)
+        self.changes.append(Change("link", url))
+
+    def run(self) -> list | None:
+        text = self.text
+        pending_a = None  # (span, url, text start)
+        pending_v: dict[str, tuple] = {}
+        body_end = -1
+        for m in _TAGS.finditer(text):
+            name = m.group("name")
+            if name is not None:
+                lname = name.lower()
+                attrs_text = m.group("attrs")
+                offset = m.start("attrs")
+                if lname == "img":
+                    if not self.opens:
+                        continue
+                    attrs = _attrs(attrs_text, offset)
+                    if "data-notrack" in attrs:
+                        self.remove_notrack(attrs_text, offset)
+                        self.changes.append(Change("notrack", _unquote(attrs.get("src", (0, 0, ""))[2])))
+                        continue
+                    src = attrs.get("src")
+                    if src and trackable(url := _unquote(src[2])):
+                        self.images.append(url)
+                        self.value_edit(src, OPEN, len(self.images))
+                        self.changes.append(Change("image", url))
+                    continue
+                if lname == "a" and pending_a is not None:
+                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : m.start()]))
+                    pending_a = None
+                if not self.clicks:
+                    continue
+                attrs = _attrs(attrs_text, offset)
+                href = attrs.get("href")
+                if "data-notrack" in attrs:
+                    self.remove_notrack(attrs_text, offset)
+                    self.changes.append(Change("notrack", _unquote(href[2]) if href else ""))
+                    continue
+                if not href or not trackable(url := _unquote(href[2])):
+                    continue
+                if lname == "a":
+                    pending_a = (href, url, m.end())
+                elif lname == "area" or attrs_text.rstrip().endswith("/"):
+                    self.link(href, url, None)
+                else:
+                    pending_v[lname] = (href, url, m.end())
+                continue
+            end = m.group("end")
+            if end is None:
+                continue
+            lend = end.lower()
+            if lend == "a":
+                if pending_a is not None:
+                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : m.start()]))
+                    pending_a = None
+            elif lend == "body":
+                body_end = m.start()
+            elif lend in pending_v:
+                href, url, start = pending_v.pop(lend)
+                self.link(href, url, visible_text(text[start : m.start()]))
+        if pending_a is not None:
+            self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] :]))
+        for href, url, start in pending_v.values():
+            self.link(href, url, visible_text(text[start:]))
+        if self.opens:
+            at = body_end if body_end >= 0 else len(text.rstrip())
+            self.edits.append((at, at, [PIXEL_BEFORE, Slot(OPEN, 0), PIXEL_AFTER]))
+            self.changes.append(Change("pixel"))
+        if not self.edits:
+            return None
+        self.edits.sort(key=lambda e: (e[0], e[1]))
+        out: list = []
+        pos = 0
+        for start, end, replacement in self.edits:
+            if start < pos:  # overlapping edits cannot happen with one match per tag; be safe
+                continue
+            out.append(text[pos:start])
+            out.extend(replacement)
+            pos = end
+        out.append(text[pos:])
+        return [p for p in out if p != ""]
+
+
+PIXEL_BEFORE = '<img src="'
+PIXEL_AFTER = '" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+
+
+def rewrite_html(
+    text: str,
+    links: list[str],
+    images: list[str],
+    changes: list[Change],
+    *,
+    clicks: bool,
+    opens: bool,
+    preventscam: bool,
+) -> list | None:
+    """Pieces (str and Slot) of text with its links and images made trackable, None if unchanged.
+
+    Found URLs are appended to links / images, whose positions are the Slots' indexes (image
+    indexes start at 1; 0 is the inserted pixel).
+    """
+    return _Scan(text, links, images, changes, clicks, opens, preventscam).run()
+
+
+def rewrite_text(text: str, links: list[str], changes: list[Change]) -> list | None:
+    """Pieces of a text/plain body with every http(s) URL made trackable, None if there is none."""
+    out: list = []
+    pos = 0
+    for m in _TEXT_URL.finditer(text):
+        url = m.group(0)
+        while url and url[-1] in _TRAILING_PUNCT:
+            if url[-1] == ")" and url.count("(") >= url.count(")"):
+                break
+            url = url[:-1]
+        if not trackable(url):
+            continue
+        links.append(url)
+        changes.append(Change("text-link", url))
+        out.append(text[pos : m.start()])
+        out.append(Slot(CLICK, len(links) - 1, escape_html=False))
+        pos = m.start() + len(url)
+    if not out:
+        return None
+    out.append(text[pos:])
+    return [p for p in out if p != ""]
