@@ -36,15 +36,25 @@ class Change:
 _TRACKABLE = re.compile(r"https?://[^\s/?#\\]+", re.I)
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\||\|\*|%%|\[\[|\]\]|<%|%>|\$\{")
 
+_TAG_BODY = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+"""
+# One match per interesting token: the leading group skips text and uninteresting tags inside
+# the regex engine. "stray" and "eof" make every attempt succeed, so scanning stays linear.
 _TAGS = re.compile(
     r"""
+    (?:[^<]++
+      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--|(?:script|style|textarea|title|xmp)[\s/>])
+         (?:[a-z!?/]""" + _TAG_BODY + r""">)?+
+    )*+
+    (?:
       (?P<cond><!--\[if[^\]>]*\]>)
     | (?P<comment><!--(?:-?>|.*?-->|.*\Z))
-    | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])
-         (?:[^>"']++|"[^"]*+"|'[^']*+')*+>.*?(?:</(?P=rawname)\s*>|\Z))
-    | <(?P<name>a|area|img|v:[a-z0-9_-]+)(?=[\s/>])(?P<attrs>(?:[^>"']++|"[^"]*+"|'[^']*+')*+)>
+    | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])""" + _TAG_BODY + r""">
+         .*?(?:</(?P=rawname)\s*>|\Z))
+    | <(?P<name>a|area|img|v:[a-z0-9_-]+)(?=[\s/>])(?P<attrs>""" + _TAG_BODY + r""")>
     | </(?P<end>a|body|v:[a-z0-9_-]+)\s*>
-    | <[a-z!?/](?:[^>"']++|"[^"]*+"|'[^']*+')*+>
+    | (?P<stray><)
+    | (?P<eof>\Z)
+    )
     """,
     re.I | re.S | re.X,
 )
@@ -76,6 +86,8 @@ def looks_like_url(label: str) -> bool:
 
 def visible_text(markup: str) -> str:
     """Text a reader sees: tags stripped, entities decoded, whitespace collapsed."""
+    if "<" not in markup and "&" not in markup:
+        return " ".join(markup.split())
     return _SPACE.sub(" ", html.unescape(_STRIP_TAGS.sub("", markup))).strip()
 
 
@@ -83,13 +95,16 @@ def _attrs(attrs: str, offset: int) -> dict[str, tuple[int, int, str]]:
     """{lower-case name: (start, end, raw value)} of the first occurrence of each attribute."""
     found: dict[str, tuple[int, int, str]] = {}
     for m in _ATTR.finditer(attrs):
-        name = m.group("name").lower()
+        name, value = m.groups()
+        name = name.lower()
         if name in found:
             continue
-        if m.group("value") is None:
-            found[name] = (offset + m.start(), offset + m.end(), "")
+        if value is None:
+            start, end = m.span()
+            found[name] = (offset + start, offset + end, "")
         else:
-            found[name] = (offset + m.start("value"), offset + m.end("value"), m.group("value"))
+            start, end = m.span(2)
+            found[name] = (offset + start, offset + end, value)
     return found
 
 
@@ -147,11 +162,11 @@ class _Scan:
         pending_v: dict[str, tuple] = {}
         body_end = -1
         for m in _TAGS.finditer(text):
-            name = m.group("name")
-            if name is not None:
-                lname = name.lower()
-                attrs_text = m.group("attrs")
-                offset = m.start("attrs")
+            group = m.lastgroup
+            if group == "attrs":
+                lname = m.group("name").lower()
+                offset, attrs_end = m.span("attrs")
+                attrs_text = text[offset:attrs_end]
                 if lname == "img":
                     if not self.opens:
                         continue
@@ -167,7 +182,8 @@ class _Scan:
                         self.changes.append(Change("image", url))
                     continue
                 if lname == "a" and pending_a is not None:
-                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : m.start()]))
+                    tag_start = m.start("name") - 1
+                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : tag_start]))
                     pending_a = None
                 if not self.clicks:
                     continue
@@ -186,19 +202,19 @@ class _Scan:
                 else:
                     pending_v[lname] = (href, url, m.end())
                 continue
-            end = m.group("end")
-            if end is None:
+            if group != "end":
                 continue
-            lend = end.lower()
+            lend = m.group("end").lower()
+            tag_start = m.start("end") - 2
             if lend == "a":
                 if pending_a is not None:
-                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : m.start()]))
+                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : tag_start]))
                     pending_a = None
             elif lend == "body":
-                body_end = m.start()
+                body_end = tag_start
             elif lend in pending_v:
                 href, url, start = pending_v.pop(lend)
-                self.link(href, url, visible_text(text[start : m.start()]))
+                self.link(href, url, visible_text(text[start:tag_start]))
         if pending_a is not None:
             self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] :]))
         for href, url, start in pending_v.values():
@@ -219,7 +235,21 @@ class _Scan:
             out.extend(replacement)
             pos = end
         out.append(text[pos:])
-        return [p for p in out if p != ""]
+        return _coalesce(out)
+
+
+def _coalesce(pieces: list) -> list:
+    """Adjacent strings joined, empty ones dropped."""
+    out: list = []
+    for p in pieces:
+        if p.__class__ is str:
+            if not p:
+                continue
+            if out and out[-1].__class__ is str:
+                out[-1] += p
+                continue
+        out.append(p)
+    return out
 
 
 PIXEL_BEFORE = '<img src="'

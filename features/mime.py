@@ -9,12 +9,23 @@ import binascii
 import codecs
 import re
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from email.message import Message
 
 MAX_DEPTH = 40
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_PARSER = BytesHeaderParser(policy=compat32)
+_WANTED = re.compile(
+    rb"(?im)^(content-type|content-transfer-encoding|content-disposition)[ \t]*:"
+    rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)"
+)
+
+
+def _headers(block: bytes) -> Message:
+    """The three MIME fields of a header block in an email Message (the full parser is slow)."""
+    msg = Message()
+    for m in _WANTED.finditer(block):
+        value = re.sub(rb"\r?\n(?=[ \t])", b"", m.group(2)).strip()
+        msg[m.group(1).decode("ascii")] = value.decode("ascii", "surrogateescape")
+    return msg
 
 
 @dataclass
@@ -55,7 +66,7 @@ def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
 def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warnings: list[str]):
     body = _split(raw, start, end)
     try:
-        headers = _PARSER.parsebytes(raw[start:body])
+        headers = _headers(raw[start:body])
         ctype = headers.get_content_type()
         charset = headers.get_content_charset()
         cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
@@ -71,15 +82,18 @@ def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warni
         if not boundary:
             warnings.append(f"part at byte {start}: multipart without boundary, left alone")
             return
+        # A literal first character lets the regex engine search fast; the \n is the one that
+        # ends the previous line (the header block's blank line ends with one too).
         delim = re.compile(
-            rb"(?<=\n)--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
+            rb"\n--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
             + rb"(--)?[ \t]*(?=\r?\n|\Z)"
         )
         child_start = None
         closed = False
-        for m in delim.finditer(raw, body, end):
+        for m in delim.finditer(raw, body - 1, end):
+            line_start = m.start() + 1
             if child_start is not None:
-                child_end = m.start() - (2 if raw[m.start() - 2 : m.start()] == b"\r\n" else 1)
+                child_end = line_start - (2 if raw[line_start - 2 : line_start] == b"\r\n" else 1)
                 _walk(raw, child_start, max(child_end, child_start), depth + 1, found, warnings)
             if m.group(1):
                 closed = True
@@ -118,10 +132,7 @@ def newline_of(data: bytes) -> bytes:
 def encode_body(data: bytes, cte: str, newline: bytes, trailing: bytes) -> bytes:
     """data under transfer encoding cte: QP lines <= 76, base64 lines of 76."""
     if cte == "quoted-printable":
-        out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-        if newline == b"\r\n" and b"\r\n" not in out and b"\n" in out:
-            out = out.replace(b"\n", b"\r\n")
-        return out
+        return qp_encode(data, newline)
     if cte == "base64":
         encoded = binascii.b2a_base64(data, newline=False)
         lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
@@ -136,6 +147,30 @@ def codec_name(charset: str | None) -> str:
         return codecs.lookup(name).name
     except LookupError:
         raise MimeError(f"unknown charset {name!r}") from None
+
+
+def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:
+    """encoded (quoted-printable) followed by a soft line break, keeping lines <= 76."""
+    if not encoded or encoded.endswith(b"\n"):
+        return encoded
+    start = encoded.rfind(b"\n") + 1
+    line = encoded[start:]
+    if len(line) <= 75:
+        return encoded + b"=" + newline
+    cut = 75
+    if line[cut - 1 : cut] == b"=":  # never split an =XX escape
+        cut -= 1
+    elif line[cut - 2 : cut - 1] == b"=":
+        cut -= 2
+    return encoded[:start] + line[:cut] + b"=" + newline + line[cut:] + b"=" + newline
+
+
+def qp_encode(data: bytes, newline: bytes) -> bytes:
+    """Quoted-printable with soft breaks in the part's own line ending."""
+    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    if newline == b"\r\n" and b"\n" in out and b"\r\n" not in out:
+        out = out.replace(b"\n", b"\r\n")
+    return out
 
 
 def longest_line(data: bytes) -> int:

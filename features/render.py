@@ -54,8 +54,44 @@ class _Body:
     cte: str
     newline: bytes
     trailing: bytes
+    # The pieces already in charset and transfer encoding, when splicing URLs into the encoded
+    # form gives the same decoded text (QP: each URL sits between soft line breaks).
+    encoded: list | None = None
+
+    def compile(self) -> None:
+        if self.cte == "base64":
+            return
+        texts = [p for p in self.pieces if p.__class__ is str]
+        # Encode the static text once with a NUL where each URL goes, then cut at the NULs.
+        # Valid only where NUL is one byte of its own (ASCII-compatible charsets).
+        if any("\0" in t for t in texts):
+            return
+        joined = "\0".join(p if p.__class__ is str else "" for p in self.pieces)
+        try:
+            data = joined.encode(self.codec)
+        except UnicodeEncodeError:
+            return
+        if data.count(b"\0") != len(self.pieces) - 1 or "\0x".encode(self.codec) != b"\0x":
+            return
+        if self.cte == "quoted-printable":
+            chunks = mime.qp_encode(data, self.newline).split(b"=00")
+            if len(chunks) != len(self.pieces):
+                return
+            chunks = [
+                mime.qp_soft_break(c, self.newline)
+                if i + 1 < len(chunks) and self.pieces[i + 1].__class__ is not str else c
+                for i, c in enumerate(chunks)
+            ]
+        else:
+            chunks = data.split(b"\0")
+        self.encoded = [
+            chunk if piece.__class__ is str else piece
+            for piece, chunk in zip(self.pieces, chunks, strict=True)
+        ]
 
     def render(self, click_url, open_url, click_text_url) -> bytes:
+        if self.encoded is not None:
+            return self._splice(click_url, open_url, click_text_url)
         out = []
         for p in self.pieces:
             if p.__class__ is str:
@@ -66,6 +102,27 @@ class _Body:
                 out.append(open_url(p.index))
         data = "".join(out).encode(self.codec)
         return mime.encode_body(data, self.cte, self.newline, self.trailing)
+
+    def _splice(self, click_url, open_url, click_text_url) -> bytes:
+        qp = self.cte == "quoted-printable"
+        soft = b"=" + self.newline
+        out = []
+        last = len(self.encoded) - 1
+        for i, p in enumerate(self.encoded):
+            if p.__class__ is bytes:
+                out.append(p)
+                continue
+            if p.kind == CLICK:
+                url = click_url(p.index) if p.escape_html else click_text_url(p.index)
+            else:
+                url = open_url(p.index)
+            data = url.encode("ascii")
+            if qp:
+                data = mime.qp_encode(data, self.newline)
+                if i != last:
+                    data += soft
+            out.append(data)
+        return b"".join(out)
 
 
 @dataclass
@@ -252,6 +309,7 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
             cte = leaf.cte
     trailing = body[len(body.rstrip(b"\r\n")):]
     part = _Body(pieces, codec, cte, mime.newline_of(body), trailing)
+    part.compile()
     prepared.links, prepared.images = links, images
     prepared.changes.extend(changes)
     if all(isinstance(p, str) for p in pieces):

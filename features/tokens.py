@@ -67,17 +67,21 @@ def make_token(key: bytes, kind: bytes, message_id: int, recipient_id: int, inde
     return _b64(payload + mac)
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
-    """make_token with the per-recipient part computed once (the per-link cost is one HMAC)."""
+    """make_token with the per-recipient part computed once: the per-link cost is one HMAC."""
     prefix = _varint(message_id) + _varint(recipient_id)
-    signed_prefix = kind + prefix
-    digest = hmac.digest
-    encode = base64.urlsafe_b64encode
+    started = hmac.new(key, kind + prefix, hashlib.sha256)
+    b2a = binascii.b2a_base64
 
     def make(index: int) -> str:
-        tail = _varint(index)
-        mac = digest(key, signed_prefix + tail, "sha256")[:TOKEN_MAC_BYTES]
-        return encode(prefix + tail + mac).rstrip(b"=").decode("ascii")
+        tail = bytes((index,)) if 0 <= index < 0x80 else _varint(index)
+        mac = started.copy()
+        mac.update(tail)
+        raw = prefix + tail + mac.digest()[:TOKEN_MAC_BYTES]
+        return b2a(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
     return make
 

@@ -1,0 +1,102 @@
+"""Click and open endpoints (signed tokens, 302 or a 1x1 GIF) and the dashboard preview page.
+
+The tracking views are the only code that writes click and open Events.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from credentials.models import Login
+from events.models import Event
+from relay.models import Recipient
+
+from . import preview as preview_service
+from .links import CLICK, OPEN
+from .machine import machine_flags
+from .services import link_for, tracking_key
+from .tokens import CLICK as CLICK_KIND
+from .tokens import OPEN as OPEN_KIND
+from .tokens import read_token
+
+log = logging.getLogger(__name__)
+
+# The smallest transparent GIF (43 bytes).
+PIXEL_GIF = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+class _Redirect(HttpResponseRedirect):
+    allowed_schemes = ["http", "https"]
+
+
+def _track(request: HttpRequest, token: str, kind: str) -> tuple[Event, str]:
+    ids = read_token(tracking_key(), CLICK_KIND if kind == CLICK else OPEN_KIND, token)
+    if ids is None:
+        log.info("tracking %s: bad token from %s", kind, request.META.get("REMOTE_ADDR"))
+        raise Http404("unknown link")
+    message_id, recipient_id, index = ids
+    url = link_for(message_id, kind, index)
+    if url is None or not Recipient.objects.filter(pk=recipient_id, message_id=message_id).exists():
+        log.info("tracking %s: no such link message=%s recipient=%s index=%s",
+                 kind, message_id, recipient_id, index)
+        raise Http404("unknown link")
+    delivered = (
+        Event.objects.filter(recipient_id=recipient_id, type=Event.Type.DELIVERY)
+        .order_by("-time").values_list("time", flat=True).first()
+    )
+    user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
+    now = timezone.now()
+    event = Event.objects.create(
+        type=Event.Type.CLICK if kind == CLICK else Event.Type.OPEN,
+        message_id=message_id,
+        recipient_id=recipient_id,
+        data={
+            "url": url, "index": index, "ip": request.META.get("REMOTE_ADDR"),
+            "user_agent": user_agent, "method": request.method,
+        },
+        flags=machine_flags(request.method, user_agent, delivered, now,
+                            settings.TRACKING_FAST_SECONDS),
+    )
+    return event, url
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
+@login_not_required
+@require_http_methods(["GET", "HEAD"])
+def click(request: HttpRequest, token: str) -> HttpResponse:
+    _, url = _track(request, token, CLICK)
+    return _no_store(_Redirect(url))
+
+
+@login_not_required
+@require_http_methods(["GET", "HEAD"])
+def open_(request: HttpRequest, token: str) -> HttpResponse:
+    _, url = _track(request, token, OPEN)
+    if url == "":
+        return _no_store(HttpResponse(PIXEL_GIF, content_type="image/gif"))
+    return _no_store(_Redirect(url))
+
+
+def preview(request: HttpRequest) -> HttpResponse:
+    """Paste or upload a message, pick one of your logins, see it as it would be delivered."""
+    chosen = request.POST.get("login")
+    if chosen and not Login.objects.filter(pk=chosen if chosen.isdigit() else -1,
+                                           owner=request.user).exists():
+        raise Http404("no such login")  # another customer's login is not even named
+    form = preview_service.PreviewForm(request.user, request.POST or None, request.FILES or None)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        result = preview_service.run(form.cleaned_data)
+    return render(request, "features/preview.html", {"form": form, "result": result})
