@@ -59,7 +59,7 @@ _TAGS = re.compile(
     re.I | re.S | re.X,
 )
 _ATTR = re.compile(
-    r"""(?P<name>[^\s"'>/=][^\s"'>/=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s"'=<>`]+))?"""
+    r"""(?P<name>[^\s"'>/=][^\s"'>/=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?"""
 )
 _STRIP_TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -178,7 +178,7 @@ class _Scan:
                     src = attrs.get("src")
                     if src and trackable(url := _unquote(src[2])):
                         self.images.append(url)
-                        self.value_edit(src, OPEN, len(self.images))
+                        self.value_edit(src, OPEN, len(self.images) - 1)
                         self.changes.append(Change("image", url))
                     continue
                 if lname == "a" and pending_a is not None:

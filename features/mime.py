@@ -119,7 +119,7 @@ def decode_body(data: bytes, cte: str) -> bytes:
         return binascii.a2b_qp(data)
     if cte == "base64":
         try:
-            return binascii.a2b_base64(data, strict_mode=False)
+            return binascii.a2b_base64(data.translate(None, b" \t\r\n"), strict_mode=True)
         except binascii.Error as exc:
             raise MimeError(f"bad base64 ({exc})") from None
     raise MimeError(f"unknown transfer encoding {cte!r}")
@@ -166,10 +166,21 @@ def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:
 
 
 def qp_encode(data: bytes, newline: bytes) -> bytes:
-    """Quoted-printable with soft breaks in the part's own line ending."""
-    out = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    if newline == b"\r\n" and b"\n" in out and b"\r\n" not in out:
-        out = out.replace(b"\n", b"\r\n")
+    """Quoted-printable, lines <= 76, hard line breaks where data has the part's newline.
+
+    A CR or LF that is not part of the part's own line ending stays encoded (=0D, =0A), so
+    the decoded bytes are exactly data.
+    """
+    encode = binascii.b2a_qp
+    if newline not in data:
+        out = encode(data, quotetabs=False, istext=False, header=False)
+    else:
+        out = newline.join(
+            [encode(line, quotetabs=False, istext=False, header=False)
+             for line in data.split(newline)]
+        )
+    if newline == b"\r\n" and b"=\n" in out:
+        out = out.replace(b"=\n", b"=\r\n")  # b2a_qp's soft breaks are bare LF
     return out
 
 

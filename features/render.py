@@ -297,7 +297,10 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     cte = leaf.cte if leaf.cte in ("quoted-printable", "base64") else "7bit"
     if cte == "7bit":
         too_long = mime.longest_line(encoded) > 998
-        if too_long or (not encoded.isascii() and leaf.cte not in ("8bit", "binary")):
+        # 8-bit text we put into a 7bit part forces QP; 8-bit text the sender already put
+        # there is the sender's choice and goes out as it came.
+        new_8bit = not encoded.isascii() and data.isascii()
+        if too_long or (new_8bit and leaf.cte not in ("8bit", "binary")):
             cte = "quoted-printable"
             fields = mime.set_cte(fields, cte)
             reason = "a line over 998 octets" if too_long else "8-bit text in a 7bit part"
