@@ -22,6 +22,7 @@ class Slot:
     kind: str
     index: int
     escape_html: bool = True
+    bare: bool = False  # an unquoted attribute value: quoted on output if the URL needs it
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +136,10 @@ class _Scan:
 
     def value_edit(self, span: tuple[int, int, str], kind: str, index: int) -> None:
         start, end, raw = span
-        quote = raw[:1] if raw[:1] in "\"'" else '"'
-        self.edits.append((start, end, [quote, Slot(kind, index), quote]))
+        if raw[:1] in "\"'":
+            self.edits.append((start, end, [raw[0], Slot(kind, index), raw[0]]))
+        else:  # unquoted stays unquoted: tracking URLs hold no space, quote, = or >
+            self.edits.append((start, end, [Slot(kind, index, bare=True)]))
 
     def remove_notrack(self, attrs_text: str, offset: int) -> bool:
         for m in _ATTR.finditer(attrs_text):

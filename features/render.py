@@ -22,6 +22,17 @@ from .tokens import OPEN as OPEN_KIND
 from .tokens import max_token_length, token_maker, verp_address
 
 _BLANK_LINE = re.compile(rb"\r?\n\Z")
+_UNQUOTABLE = re.compile(r"[\s\"'=<>`]")
+
+
+def _url(p: Slot, click_url, open_url, click_text_url) -> str:
+    if p.kind == CLICK:
+        url = click_url(p.index) if p.escape_html else click_text_url(p.index)
+    else:
+        url = open_url(p.index)
+    if p.bare and _UNQUOTABLE.search(url):
+        return f'"{url}"'
+    return url
 
 
 @dataclass(frozen=True)
@@ -96,10 +107,8 @@ class _Body:
         for p in self.pieces:
             if p.__class__ is str:
                 out.append(p)
-            elif p.kind == CLICK:
-                out.append(click_url(p.index) if p.escape_html else click_text_url(p.index))
             else:
-                out.append(open_url(p.index))
+                out.append(_url(p, click_url, open_url, click_text_url))
         data = "".join(out).encode(self.codec)
         return mime.encode_body(data, self.cte, self.newline, self.trailing)
 
@@ -112,11 +121,7 @@ class _Body:
             if p.__class__ is bytes:
                 out.append(p)
                 continue
-            if p.kind == CLICK:
-                url = click_url(p.index) if p.escape_html else click_text_url(p.index)
-            else:
-                url = open_url(p.index)
-            data = url.encode("ascii")
+            data = _url(p, click_url, open_url, click_text_url).encode("ascii")
             if qp:
                 data = mime.qp_encode(data, self.newline)
                 if i != last:
@@ -211,7 +216,7 @@ def _prepare(raw: bytes, features: dict[str, bool], inliner: str, base_url: str)
     parts, warnings = mime.leaves(raw)
     prepared.warnings.extend(warnings)
     # Longest URL a Slot can become, for the 998-octet line check.
-    worst = len(html.escape(base_url, quote=True)) + 2 + max_token_length()
+    worst = len(html.escape(base_url, quote=True)) + 4 + max_token_length()
     pos = 0
     for leaf in parts:
         is_html = leaf.content_type == "text/html"

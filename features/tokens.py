@@ -86,9 +86,9 @@ def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
     return make
 
 
-def max_token_length() -> int:
-    """Longest token make_token can return (used to bound line lengths before rendering)."""
-    return len(_b64(b"\xff" * (3 * _MAX_VARINT + TOKEN_MAC_BYTES)))
+def max_token_length(index: int = 2**20, max_id: int = 2**42) -> int:
+    """Longest token for a link index when message and recipient ids stay below max_id."""
+    return len(_b64(_varint(max_id) * 2 + _varint(index) + b"\0" * TOKEN_MAC_BYTES))
 
 
 def read_token(key: bytes, kind: bytes, token: str) -> tuple[int, int, int] | None:

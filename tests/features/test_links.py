@@ -53,11 +53,24 @@ def test_everything_outside_the_value_is_untouched():
             "<a href=https://y.com/path?q=1 title=t>y</a><img src='https://i.example/a.png'>")
     out, links, images, _ = rewrite(html, opens=True)
     assert out == ('<!DOCTYPE html>\n<A  CLASS=btn\tHREF = "{C0}"  data-x=\'1\'>Go &rarr;</A>'
-                   "<a href=\"{C1}\" title=t>y</a><img src='{O1}'>"
+                   "<a href={C1} title=t>y</a><img src='{O1}'>"
                    '<img src="{O0}" width="1" height="1" alt="" '
                    'style="display:block;border:0;width:1px;height:1px">')
     assert links == ["https://x.com/", "https://y.com/path?q=1"]
     assert images == ["", "https://i.example/a.png"]
+
+
+def test_an_unquoted_value_gets_quotes_only_when_the_url_needs_them():
+    from features.render import prepare
+
+    from .corpus import CTX, message, part
+
+    raw = message(part("text/html", b"<a href=https://x.com/>x</a>", "utf-8"))
+    out = prepare(raw, {"clicktracking": True}).for_recipient(CTX).message
+    assert b"<a href=https://t.example/t/c/" in out
+    odd = CTX.__class__(**{**CTX.__dict__, "tracking_base_url": "https://t.example/t?x=1/"})
+    out = prepare(raw, {"clicktracking": True}).for_recipient(odd).message
+    assert b'<a href="https://t.example/t?x=1/c/' in out
 
 
 def test_area_and_first_href_only():
