@@ -51,8 +51,17 @@ def inline_css(html: str, inliner: str = "css-inline") -> str:
     return out
 
 
+def _no_fetch(url: str) -> tuple[None, str]:
+    return None, ""  # an @import is left for the reader's mail client, never fetched by us
+
+
 def _premailer(html: str) -> str:
-    from premailer import Premailer  # imported on use: it pulls in lxml and cssutils
+    import cssutils.util  # imported on use: premailer pulls in lxml and cssutils
+    from premailer import Premailer
+
+    # premailer's allow_network covers <link>, but cssutils still fetches @import rules with
+    # its module-level default fetcher; cssutils is used by nothing else here.
+    cssutils.util._defaultFetcher = _no_fetch
 
     return Premailer(
         html,
