@@ -62,6 +62,7 @@ _TAGS = re.compile(
 _ATTR = re.compile(
     r"""(?P<name>[^\s"'>/=][^\s"'>/=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?"""
 )
+_NOTRACK = re.compile(r"data-notrack", re.I)
 _STRIP_TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _LABEL_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
@@ -109,6 +110,19 @@ def _attrs(attrs: str, offset: int) -> dict[str, tuple[int, int, str]]:
     return found
 
 
+def _attr(attrs: str, offset: int, wanted: str) -> tuple[int, int, str] | None:
+    """(start, end, raw value) of the first attribute called wanted, scanning no further."""
+    for m in _ATTR.finditer(attrs):
+        name, value = m.groups()
+        if name.lower() == wanted:
+            if value is None:
+                start, end = m.span()
+                return offset + start, offset + end, ""
+            start, end = m.span(2)
+            return offset + start, offset + end, value
+    return None
+
+
 def _unquote(raw: str) -> str:
     if raw[:1] in "\"'" and raw[-1:] == raw[:1] and len(raw) >= 2:
         raw = raw[1:-1]
@@ -151,8 +165,8 @@ class _Scan:
                 return True
         return False
 
-    def link(self, span, url: str, label: str | None) -> None:
-        if self.preventscam and label is not None and looks_like_url(label):
+    def link(self, span, url: str, markup: str | None) -> None:
+        if self.preventscam and markup is not None and looks_like_url(visible_text(markup)):
             self.changes.append(Change("kept", url))
             return
         self.links.append(url)
@@ -170,15 +184,14 @@ class _Scan:
                 lname = m.group("name").lower()
                 offset, attrs_end = m.span("attrs")
                 attrs_text = text[offset:attrs_end]
+                notrack = _NOTRACK.search(attrs_text) is not None
                 if lname == "img":
                     if not self.opens:
                         continue
-                    attrs = _attrs(attrs_text, offset)
-                    if "data-notrack" in attrs:
-                        self.remove_notrack(attrs_text, offset)
-                        self.changes.append(Change("notrack", _unquote(attrs.get("src", (0, 0, ""))[2])))
+                    src = _attr(attrs_text, offset, "src")
+                    if notrack and self.remove_notrack(attrs_text, offset):
+                        self.changes.append(Change("notrack", _unquote(src[2]) if src else ""))
                         continue
-                    src = attrs.get("src")
                     if src and trackable(url := _unquote(src[2])):
                         self.images.append(url)
                         self.value_edit(src, OPEN, len(self.images) - 1)
@@ -186,14 +199,12 @@ class _Scan:
                     continue
                 if lname == "a" and pending_a is not None:
                     tag_start = m.start("name") - 1
-                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : tag_start]))
+                    self.link(pending_a[0], pending_a[1], text[pending_a[2] : tag_start])
                     pending_a = None
                 if not self.clicks:
                     continue
-                attrs = _attrs(attrs_text, offset)
-                href = attrs.get("href")
-                if "data-notrack" in attrs:
-                    self.remove_notrack(attrs_text, offset)
+                href = _attr(attrs_text, offset, "href")
+                if notrack and self.remove_notrack(attrs_text, offset):
                     self.changes.append(Change("notrack", _unquote(href[2]) if href else ""))
                     continue
                 if not href or not trackable(url := _unquote(href[2])):
@@ -211,17 +222,17 @@ class _Scan:
             tag_start = m.start("end") - 2
             if lend == "a":
                 if pending_a is not None:
-                    self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] : tag_start]))
+                    self.link(pending_a[0], pending_a[1], text[pending_a[2] : tag_start])
                     pending_a = None
             elif lend == "body":
                 body_end = tag_start
             elif lend in pending_v:
                 href, url, start = pending_v.pop(lend)
-                self.link(href, url, visible_text(text[start:tag_start]))
+                self.link(href, url, text[start:tag_start])
         if pending_a is not None:
-            self.link(pending_a[0], pending_a[1], visible_text(text[pending_a[2] :]))
+            self.link(pending_a[0], pending_a[1], text[pending_a[2] :])
         for href, url, start in pending_v.values():
-            self.link(href, url, visible_text(text[start:]))
+            self.link(href, url, text[start:])
         if self.opens:
             at = body_end if body_end >= 0 else len(text.rstrip())
             self.edits.append((at, at, [PIXEL_BEFORE, Slot(OPEN, 0), PIXEL_AFTER]))

@@ -69,19 +69,13 @@ class _Body:
     # form gives the same decoded text (QP: each URL sits between soft line breaks).
     encoded: list | None = None
 
-    def compile(self) -> None:
+    def compile(self, data: bytes) -> None:
+        """Pre-encode; data is the text pieces joined with a NUL between pieces, encoded."""
         if self.cte == "base64":
             return
-        texts = [p for p in self.pieces if p.__class__ is str]
-        # Encode the static text once with a NUL where each URL goes, then cut at the NULs.
-        # Valid only where NUL is one byte of its own (ASCII-compatible charsets).
-        if any("\0" in t for t in texts):
-            return
-        joined = "\0".join(p if p.__class__ is str else "" for p in self.pieces)
-        try:
-            data = joined.encode(self.codec)
-        except UnicodeEncodeError:
-            return
+        # Encode the static text once with NULs where the URLs go, then cut at the NULs.
+        # Valid only where NUL is one byte of its own (ASCII-compatible charsets) and the text
+        # has none of its own.
         if data.count(b"\0") != len(self.pieces) - 1 or "\0x".encode(self.codec) != b"\0x":
             return
         if self.cte == "quoted-printable":
@@ -286,13 +280,13 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     header = raw[leaf.header_start:leaf.body_start]
     blank = _BLANK_LINE.search(header)
     fields, sep = (header[: blank.start()], header[blank.start():]) if blank else (header, b"")
-    static = "".join(p if isinstance(p, str) else "x" * worst for p in pieces)
+    joined = "\0".join(p if p.__class__ is str else "" for p in pieces)
     # Which charset and transfer encoding the new text can travel in.
     try:
-        encoded = static.encode(codec)
+        encoded = joined.encode(codec)
     except UnicodeEncodeError:
         codec = "utf-8"
-        encoded = static.encode(codec)
+        encoded = joined.encode(codec)
         fields = mime.set_charset(fields, "utf-8")
         prepared.warnings.append(
             f"part at byte {leaf.header_start}: new text not representable in "
@@ -301,7 +295,9 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
         changes.append(Change("charset", "utf-8"))
     cte = leaf.cte if leaf.cte in ("quoted-printable", "base64") else "7bit"
     if cte == "7bit":
-        too_long = mime.longest_line(encoded) > 998
+        too_long = mime.longest_line(encoded) + worst * encoded.count(b"\0") > 998 and any(
+            len(line) + worst * line.count(b"\0") > 998 for line in encoded.split(b"\n")
+        )
         # 8-bit text we put into a 7bit part forces QP; 8-bit text the sender already put
         # there is the sender's choice and goes out as it came.
         new_8bit = not encoded.isascii() and data.isascii()
@@ -317,7 +313,7 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
             cte = leaf.cte
     trailing = body[len(body.rstrip(b"\r\n")):]
     part = _Body(pieces, codec, cte, mime.newline_of(body), trailing)
-    part.compile()
+    part.compile(encoded)
     prepared.links, prepared.images = links, images
     prepared.changes.extend(changes)
     if all(isinstance(p, str) for p in pieces):
