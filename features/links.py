@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CLICK = "click"
 OPEN = "open"
 
 
-@dataclass(frozen=True, slots=True)
 class Slot:
-    """Where a per-recipient tracking URL goes: kind CLICK or OPEN, index into the link lists."""
+    """Where a per-recipient tracking URL goes: kind CLICK or OPEN, index into the link lists.
 
-    kind: str
-    index: int
-    escape_html: bool = True
-    bare: bool = False  # an unquoted attribute value: quoted on output if the URL needs it
+    escape_html: the URL goes into HTML (escaped); bare: into an unquoted attribute value.
+    """
+
+    __slots__ = ("kind", "index", "escape_html", "bare")
+
+    def __init__(self, kind: str, index: int, escape_html: bool = True, bare: bool = False):
+        self.kind = kind
+        self.index = index
+        self.escape_html = escape_html
+        self.bare = bare
+
+    def __repr__(self) -> str:
+        return f"Slot({self.kind!r}, {self.index})"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One thing a render did, for the preview page: kind and the URL (or part) it concerns."""
 
     kind: str

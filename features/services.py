@@ -7,6 +7,7 @@ tracking URLs stay short.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -22,6 +23,7 @@ from .links import CLICK
 from .render import Prepared, RenderContext, Rendered, prepare
 from .tokens import derive_key, parse_verp
 
+log = logging.getLogger(__name__)
 _CACHE_SIZE = 512
 _prepared: OrderedDict[int, tuple[list[str], list[str]]] = OrderedDict()
 _lock = threading.Lock()
@@ -60,9 +62,12 @@ def prepare_message(raw: bytes, features: dict[str, bool]) -> Prepared:
 def render_for(message, recipient, prepared: Prepared | None = None) -> Rendered:
     """What delivery sends to one Recipient of a stored Message (pass prepared to reuse it)."""
     prepared = prepared or prepare_message(bytes(message.raw), message.features or {})
-    return prepared.for_recipient(
+    rendered = prepared.for_recipient(
         context(message.pk, recipient.pk, message.mail_from, recipient.address)
     )
+    for warning in rendered.warnings:
+        log.warning("render message=%s recipient=%s: %s", message.pk, recipient.pk, warning)
+    return rendered
 
 
 def link_for(message_id: int, kind: str, index: int) -> str | None:

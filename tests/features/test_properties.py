@@ -8,7 +8,7 @@ from features.render import prepare, render
 from .corpus import ALL, CTX, decoded, encode, lines_ok, message, multipart, part, parts_of, resolve
 from .test_render import newsletter_mixed
 
-SETTINGS = settings(max_examples=120, deadline=None,
+SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 FEATURES = st.fixed_dictionaries({
     name: st.booleans()
