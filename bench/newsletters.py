@@ -15,7 +15,8 @@ td.cell { padding: 12px 18px; color: #333333; font-size: 15px; line-height: 22px
 h1 { font-size: 26px; color: #111111; margin: 0 0 12px 0; }
 h2 { font-size: 20px; color: #222222; }
 a { color: #0a66c2; text-decoration: underline; }
-a.button { display: inline-block; background: #0a66c2; color: #ffffff !important; padding: 10px 18px; }
+a.button { display: inline-block; background: #0a66c2; color: #ffffff !important;
+  padding: 10px 18px; }
 p.small { font-size: 12px; color: #777777; }
 .footer td { font-size: 11px; color: #999999; }
 img.hero { display: block; width: 100%%; height: auto; border: 0; }

@@ -50,7 +50,8 @@ _TAG_BODY = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+"""
 _TAGS = re.compile(
     r"""
     (?:[^<]++
-      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--|(?:script|style|textarea|title|xmp)[\s/>])
+      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--
+           |(?:script|style|textarea|title|xmp)[\s/>])
          (?:[a-z!?/]""" + _TAG_BODY + r""">)?+
     )*+
     (?:

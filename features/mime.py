@@ -194,7 +194,9 @@ def longest_line(data: bytes) -> int:
 
 
 _CT_FIELD = re.compile(rb"(?im)^content-type[ \t]*:(?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*")
-_CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:(?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*")
+_CTE_FIELD = re.compile(
+    rb"(?im)^content-transfer-encoding[ \t]*:(?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*"
+)
 _CHARSET_PARAM = re.compile(rb"""(?i)(;\s*charset\s*=\s*)("[^"]*"|[^;\s]*)""")
 
 

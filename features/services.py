@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -114,7 +113,7 @@ def delivery_of(message_id: int, recipient_id: int) -> tuple[datetime | None] | 
     if isinstance(value, str):  # SQLite hands back text
         value = parse_datetime(value)
     if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value, dt_timezone.utc)
+        value = timezone.make_aware(value, UTC)
     return (value,)
 
 

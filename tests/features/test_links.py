@@ -12,7 +12,7 @@ def rewrite(html, clicks=True, opens=False, preventscam=False):
     if pieces is None:
         return html, links, images, [c.kind for c in changes]
     out = "".join(
-        p if isinstance(p, str) else "{%s%d}" % ("C" if p.kind == "click" else "O", p.index)
+        p if isinstance(p, str) else "{{{}{}}}".format("C" if p.kind == "click" else "O", p.index)
         for p in pieces
     )
     return out, links, images, [c.kind for c in changes]
@@ -94,7 +94,8 @@ def test_mso_conditional_vml_buttons_are_tracked():
     html = ('<!--[if mso]><v:roundrect xmlns:v="urn:schemas-microsoft-com:vml" '
             'href="https://x.com/cta?a=1&amp;b=2" style="height:40px"><w:anchorlock/>'
             "<center>Buy now</center></v:roundrect><![endif]-->"
-            '<!--[if !mso]><!--><a href="https://x.com/cta?a=1&amp;b=2">Buy now</a><!--<![endif]-->')
+            '<!--[if !mso]><!--><a href="https://x.com/cta?a=1&amp;b=2">Buy now</a>'
+            "<!--<![endif]-->")
     out, links, _, _ = rewrite(html)
     assert 'href="{C0}"' in out and 'href="{C1}"' in out
     assert links == ["https://x.com/cta?a=1&b=2"] * 2

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from features import mime
 from features.render import prepare, render
 
-from .corpus import ALL, CTX, decoded, encode, lines_ok, message, multipart, part, parts_of, resolve
+from .corpus import CTX, decoded, encode, lines_ok, message, multipart, part, parts_of, resolve
 from .test_render import newsletter_mixed
 
 SETTINGS = settings(max_examples=300, deadline=None,

@@ -281,10 +281,11 @@ def test_postal_1192_phpmailer_utf8_html_body_survives():
 
 def test_postal_2816_quoted_printable_soft_breaks_inside_links_lose_nothing():
     # A QP body as WooCommerce sends it: the href is cut by soft breaks, = is =3D.
-    body = (b'<p>Hi lee,</p>=0A<p style=3D"margin: 0 0 16px;">=0A=09<a class=3D"link" href=3D"https:=\r\n'
+    body = (b'<p>Hi lee,</p>=0A<p style=3D"margin: 0 0 16px;">=0A=09<a class=3D"link" '
+            b'href=3D"https:=\r\n'
             b'//thewhole-shebang.co.uk/my-account/lost-password/?key=3DXXXX=\r\n'
-            b'XXXX&id=3D3" style=3D"font-weight: normal;">=09=09Click here to reset your passwo=\r\n'
-            b"rd=09</a>=0A</p>=0A")
+            b'XXXX&id=3D3" style=3D"font-weight: normal;">=09=09Click here to reset your '
+            b"passwo=\r\nrd=09</a>=0A</p>=0A")
     raw = message(part("text/html", body, "UTF-8", "quoted-printable"))
     prepared = prepare(raw, TRACKING)
     out = prepared.for_recipient(CTX)
