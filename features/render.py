@@ -117,7 +117,9 @@ class _Body:
                 continue
             data = _url(p, click_url, open_url, click_text_url).encode("ascii")
             if qp:
-                data = mime.qp_encode(data, self.newline)
+                # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
+                if len(data) > 76 or b"=" in data:
+                    data = mime.qp_encode(data, self.newline)
                 if i != last:
                     data += soft
             out.append(data)

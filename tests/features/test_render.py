@@ -305,3 +305,19 @@ def test_postal_1040_related_html_with_type_parameter_is_found_and_kept_related(
     assert b'Content-Type: multipart/related; boundary="rel-b"; type="text/html"' in out
     assert "pixel" in [c.kind for c in prepared.changes]
     assert b"Content-ID: <logo>" in out
+
+
+def test_long_or_odd_tracking_base_urls_still_make_valid_quoted_printable():
+    from dataclasses import replace
+
+    html = "".join(f'<a href="https://e.x/{i}">l{i}</a>\n' for i in range(5))
+    raw = message(part("text/html", encode(html, "utf-8", "quoted-printable"), "utf-8",
+                       "quoted-printable"))
+    base = "https://tracking.example.com/" + "long-path/" * 8 + "t?tenant=7&x=/"
+    prepared = prepare(raw, TRACKING, tracking_base_url=base)
+    out = prepared.for_recipient(replace(CTX, tracking_base_url=base)).message
+    lines_ok(out)
+    (p,) = parts_of(out)
+    text = decoded(p)
+    assert text.count(base.replace("&", "&amp;") + "c/") == 5
+    assert base.replace("&", "&amp;") + "o/" in text
