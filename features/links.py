@@ -89,7 +89,8 @@ def trackable(url: str) -> bool:
 def looks_like_url(label: str) -> bool:
     """The preventscam rule: visible text that is a URL or a host name (any case, path optional)."""
     label = label.strip()
-    if not label or " " in label:
+    # Length bound first: the host pattern backtracks quadratically on long runs of letters.
+    if not label or len(label) > 2048 or " " in label:
         return False
     return bool(_LABEL_URL.fullmatch(label) or _LABEL_HOST.fullmatch(label))
 

@@ -157,6 +157,11 @@ def test_preventscam_on_links(inner, kept):
     assert links == ["https://example.com/"]
 
 
+def test_long_labels_are_no_urls_and_cost_nothing():
+    assert looks_like_url("a" * 100_000) is False
+    assert looks_like_url("example.com/" + "a" * 3000) is False
+
+
 def test_trackable():
     assert trackable("https://a.b/") and trackable("HTTP://A")
     assert not trackable("https://a/{{x}}") and not trackable("mailto:x@y")
