@@ -198,11 +198,11 @@ class _Scan:
                 attrs_text = text[offset:attrs_end]
                 notrack = "data-notrack" in attrs_text.lower()
                 if lname == "img":
-                    if not self.opens:
-                        continue
                     src = _attr(attrs_text, offset, "src")
                     if notrack and self.remove_notrack(attrs_text, offset):
                         self.changes.append(Change("notrack", _unquote(src[2]) if src else ""))
+                        continue
+                    if not self.opens:
                         continue
                     if src and trackable(url := _unquote(src[2])):
                         self.images.append(url)
@@ -213,11 +213,11 @@ class _Scan:
                     tag_start = m.start("name") - 1
                     self.link(pending_a[0], pending_a[1], text[pending_a[2] : tag_start])
                     pending_a = None
-                if not self.clicks:
-                    continue
                 href = _attr(attrs_text, offset, "href")
                 if notrack and self.remove_notrack(attrs_text, offset):
                     self.changes.append(Change("notrack", _unquote(href[2]) if href else ""))
+                    continue
+                if not self.clicks:
                     continue
                 if not href or not trackable(url := _unquote(href[2])):
                     continue

@@ -90,6 +90,14 @@ def test_data_notrack_is_left_alone_and_the_attribute_removed():
     assert kinds.count("notrack") == 3
 
 
+def test_data_notrack_is_removed_whichever_tracking_rewrites_the_part():
+    html = '<a data-notrack href="https://x.com/">x</a><img data-notrack src="https://i/a.png">'
+    for clicks, opens in [(True, False), (False, True)]:
+        out, links, images, _ = rewrite(html, clicks=clicks, opens=opens)
+        assert out.startswith('<a href="https://x.com/">x</a><img src="https://i/a.png">')
+        assert links == [] and images == [""]
+
+
 def test_mso_conditional_vml_buttons_are_tracked():
     html = ('<!--[if mso]><v:roundrect xmlns:v="urn:schemas-microsoft-com:vml" '
             'href="https://x.com/cta?a=1&amp;b=2" style="height:40px"><w:anchorlock/>'
