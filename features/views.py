@@ -4,7 +4,6 @@ The tracking views are the only code that writes click and open Events.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from django.conf import settings
@@ -56,7 +55,7 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     flags = machine_flags(request.method, user_agent, delivered, now,
                           settings.TRACKING_FAST_SECONDS)
     _record(
-        Event.Type.CLICK if kind == CLICK else Event.Type.OPEN, now, message_id, recipient_id,
+        Event.Type.CLICK if kind == CLICK else Event.Type.OPEN, message_id, recipient_id,
         {"url": url, "index": index, "ip": request.META.get("REMOTE_ADDR"),
          "user_agent": user_agent, "method": request.method},
         flags,
@@ -64,15 +63,32 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     return url
 
 
-def _record(type_: str, now, message_id: int, recipient_id: int, data: dict,
+def _insert_sql(vendor: str) -> tuple[str, list]:
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {connection.ops.quote_name(Event._meta.db_table)} ({columns}) " \
+           f"VALUES ({marks})", fields
+
+
+_INSERT: dict[str, tuple[str, list]] = {}
+
+
+def _record(type_: str, message_id: int, recipient_id: int, data: dict,
             flags: list[str]) -> None:
-    """Insert one Event. A plain INSERT: the ORM's model machinery would cost a third of the
-    click endpoint's time, and Event has no save() logic or signals to honour."""
-    sql = (f"INSERT INTO {Event._meta.db_table} (type, time, message_id, recipient_id, data, "
-           "flags) VALUES (%s, %s, %s, %s, %s, %s)")
-    params = [type_, connection.ops.adapt_datetimefield_value(now), message_id, recipient_id,
-              json.dumps(data), json.dumps(flags)]
-    if connection.vendor == "postgresql":
+    """Insert one Event with a prepared INSERT over the model's own fields and defaults.
+
+    The ORM's query machinery costs a third of the click endpoint's time; the values still go
+    through each field's pre_save / get_db_prep_save, so new Event fields with defaults work.
+    """
+    vendor = connection.vendor
+    if vendor not in _INSERT:
+        _INSERT[vendor] = _insert_sql(vendor)
+    sql, fields = _INSERT[vendor]
+    event = Event(type=type_, message_id=message_id, recipient_id=recipient_id, data=data,
+                  flags=flags)
+    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+    if vendor == "postgresql":
         # A click is not acknowledged mail: losing the last few on a database crash is
         # acceptable, waiting for a WAL flush on every click is not.
         with transaction.atomic(), connection.cursor() as cursor:

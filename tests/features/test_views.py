@@ -56,6 +56,7 @@ def test_rendered_links_redirect_to_their_urls_and_record_clicks(client, sent):
     assert event.data["url"] == "https://example.com/a?x=1&y=2"
     assert event.data["ip"] == "198.51.100.7" and event.data["user_agent"] == BROWSER
     assert event.flags == []
+    assert abs((timezone.now() - event.time).total_seconds()) < 60
     assert client.get(click_b, HTTP_USER_AGENT=BROWSER)["Location"] == "https://example.com/b"
     response = client.get(image, HTTP_USER_AGENT=BROWSER)
     assert response.status_code == 302 and response["Location"] == "https://img.example/logo.png"
