@@ -59,9 +59,9 @@ def mutated(draw):
 
 
 @SETTINGS
-@given(raw=mutated(), features=FEATURES)
-def test_render_never_raises_on_mutated_messages(raw, features):
-    prepared = prepare(raw, features)
+@given(raw=mutated(), features=FEATURES, inliner=st.sampled_from(["css-inline", "premailer"]))
+def test_render_never_raises_on_mutated_messages(raw, features, inliner):
+    prepared = prepare(raw, features, inliner)
     out = prepared.for_recipient(CTX)
     assert isinstance(out.message, bytes)
     # Parts that are neither rewritten HTML nor plain text leave as they came.
