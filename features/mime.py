@@ -172,9 +172,11 @@ def qp_encode(data: bytes, newline: bytes) -> bytes:
     the decoded bytes are exactly data.
     """
     encode = binascii.b2a_qp
-    bare = data.count(b"\n") != data.count(b"\r\n") or data.count(b"\r") != data.count(b"\r\n")
     if newline == b"\n":
         bare = b"\r" in data
+    else:
+        pairs = data.count(b"\r\n")
+        bare = data.count(b"\n") != pairs or data.count(b"\r") != pairs
     if not bare:  # every CR and LF is the part's own line ending: one call does it
         out = encode(data, quotetabs=False, istext=True, header=False)
     elif newline not in data:

@@ -22,6 +22,9 @@ from .tokens import OPEN as OPEN_KIND
 from .tokens import max_token_length, token_maker, verp_address
 
 _BLANK_LINE = re.compile(rb"\r?\n\Z")
+_ROUND_TRIPS = frozenset({
+    "utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252", "cp1251", "cp1250", "koi8-r",
+})
 _UNQUOTABLE = re.compile(r"[\s\"'=<>`]")
 
 
@@ -252,7 +255,8 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
             raise mime.MimeError(f"body is not valid {leaf.charset}") from None
         codec = "utf-8"  # undeclared charset: 8-bit text in the wild is nearly always UTF-8
         text = data.decode(codec)
-    if text.encode(codec) != data:
+    # UTF-8 and the one-byte charsets always round-trip; the multibyte ones may not.
+    if codec not in _ROUND_TRIPS and text.encode(codec) != data:
         raise mime.MimeError(f"{codec} does not round-trip, cannot re-encode faithfully")
     changes: list[Change] = []
     links = list(prepared.links)
