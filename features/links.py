@@ -102,23 +102,6 @@ def visible_text(markup: str) -> str:
     return _SPACE.sub(" ", html.unescape(_STRIP_TAGS.sub("", markup))).strip()
 
 
-def _attrs(attrs: str, offset: int) -> dict[str, tuple[int, int, str]]:
-    """{lower-case name: (start, end, raw value)} of the first occurrence of each attribute."""
-    found: dict[str, tuple[int, int, str]] = {}
-    for m in _ATTR.finditer(attrs):
-        name, value = m.groups()
-        name = name.lower()
-        if name in found:
-            continue
-        if value is None:
-            start, end = m.span()
-            found[name] = (offset + start, offset + end, "")
-        else:
-            start, end = m.span(2)
-            found[name] = (offset + start, offset + end, value)
-    return found
-
-
 def _attr(attrs: str, offset: int, wanted: str) -> tuple[int, int, str] | None:
     """(start, end, raw value) of the first attribute called wanted, scanning no further."""
     for m in _ATTR.finditer(attrs):
@@ -141,12 +124,11 @@ def _unquote(raw: str) -> str:
     return raw.strip()
 
 
-def _attr_span_with_space(text: str, start: int, end: int, name_start: int) -> tuple[int, int]:
+def _with_space_before(text: str, start: int, end: int) -> tuple[int, int]:
     # Remove the attribute and the whitespace before it, so `<a data-notrack href=..>` stays tidy.
-    begin = name_start
-    while begin > 0 and text[begin - 1] in " \t\r\n":
-        begin -= 1
-    return begin, end
+    while start > 0 and text[start - 1] in " \t\r\n":
+        start -= 1
+    return start, end
 
 
 class _Scan:
@@ -170,9 +152,7 @@ class _Scan:
     def remove_notrack(self, attrs_text: str, offset: int) -> bool:
         for m in _ATTR.finditer(attrs_text):
             if m.group("name").lower() == "data-notrack":
-                begin, end = _attr_span_with_space(
-                    self.text, offset + m.start(), offset + m.end(), offset + m.start()
-                )
+                begin, end = _with_space_before(self.text, offset + m.start(), offset + m.end())
                 self.edits.append((begin, end, []))
                 return True
         return False

@@ -153,8 +153,3 @@ def parse_verp(key: bytes, address: str, domain: str | None = None) -> tuple[int
     if values is None or len(values) != 2:
         return None
     return values[0], values[1]
-
-
-def fingerprint(key: bytes) -> str:
-    """Short, non-secret name of a key for log lines (never the key itself)."""
-    return hashlib.sha256(key).hexdigest()[:8]
