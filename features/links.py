@@ -71,6 +71,7 @@ _ATTR = re.compile(
     r"""(?P<name>[^\s"'>/=][^\s"'>/=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?"""
 )
 _NOT_AMP = re.compile(r"&(?!amp;)")
+_URL_WHITESPACE = re.compile(r"[\t\n\r]")
 _STRIP_TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _LABEL_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
@@ -121,7 +122,10 @@ def _unquote(raw: str) -> str:
     if "&" in raw:
         # &amp; is nearly the only entity in URLs; replacing it is unescape, only faster.
         raw = html.unescape(raw) if _NOT_AMP.search(raw) else raw.replace("&amp;", "&")
-    return raw.strip()
+    raw = raw.strip()
+    if "\n" in raw or "\r" in raw or "\t" in raw:  # browsers drop these inside URLs too
+        raw = _URL_WHITESPACE.sub("", raw)
+    return raw
 
 
 def _with_space_before(text: str, start: int, end: int) -> tuple[int, int]:

@@ -48,6 +48,11 @@ def test_entities_are_decoded_once_and_never_double_escaped():
     assert out == '<a href="{C0}">x</a>'
 
 
+def test_tabs_and_newlines_inside_a_url_are_dropped_as_browsers_do():
+    out, links, _, _ = rewrite('<a href="https://example.com/very/\r\n  long?\ta=1">x</a>')
+    assert links == ["https://example.com/very/  long?a=1"] and out == '<a href="{C0}">x</a>'
+
+
 def test_everything_outside_the_value_is_untouched():
     html = ('<!DOCTYPE html>\n<A  CLASS=btn\tHREF = "https://x.com/"  data-x=\'1\'>Go &rarr;</A>'
             "<a href=https://y.com/path?q=1 title=t>y</a><img src='https://i.example/a.png'>")
