@@ -68,6 +68,18 @@ def test_no_style_element_means_no_change(inliner):
 
 
 @pytest.mark.parametrize("inliner", INLINERS)
+def test_local_files_are_never_read(inliner, tmp_path):
+    secret = tmp_path / "secret.css"
+    secret.write_text("p { color: #5ec7e7; }")
+    html = (f'<html><head><link rel="stylesheet" href="{secret}">'
+            f'<link rel="stylesheet" href="file://{secret}">'
+            f'<style>@import url("file://{secret}"); @import "{secret}"; a {{ color: red; }}'
+            "</style></head><body><p>x</p><a>y</a></body></html>")
+    out = inline_css(html, inliner)
+    assert "5ec7e7" not in out and "red" in out
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
 def test_nothing_is_ever_fetched(inliner):
     hits = []
 
