@@ -68,19 +68,30 @@ def make_token(key: bytes, kind: bytes, message_id: int, recipient_id: int, inde
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
-    """make_token with the per-recipient part computed once: the per-link cost is one HMAC."""
+    """make_token with the per-recipient part computed once.
+
+    HMAC-SHA256 by its definition (RFC 2104) with the inner and outer hash states prepared
+    once: per link it costs two SHA-256 state copies, half of what hmac.HMAC.copy() costs.
+    """
     prefix = _varint(message_id) + _varint(recipient_id)
-    started = hmac.new(key, kind + prefix, hashlib.sha256)
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    inner = hashlib.sha256(block.translate(_IPAD) + kind + prefix)
+    outer = hashlib.sha256(block.translate(_OPAD))
     b2a = binascii.b2a_base64
 
     def make(index: int) -> str:
         tail = bytes((index,)) if 0 <= index < 0x80 else _varint(index)
-        mac = started.copy()
-        mac.update(tail)
-        raw = prefix + tail + mac.digest()[:TOKEN_MAC_BYTES]
+        h = inner.copy()
+        h.update(tail)
+        o = outer.copy()
+        o.update(h.digest())
+        raw = prefix + tail + o.digest()[:TOKEN_MAC_BYTES]
         return b2a(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
     return make

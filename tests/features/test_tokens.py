@@ -87,3 +87,10 @@ def test_forged_or_malformed_verp_is_none(forge):
 def test_verp_from_another_key_is_none():
     address = verp_address(derive_key("other", "verp"), 42, 4242, "bounces.example.com")
     assert parse_verp(VKEY, address, "bounces.example.com") is None
+
+
+@pytest.mark.parametrize("key", [KEY, b"", b"short", b"x" * 64, b"y" * 65, bytes(range(200))])
+def test_token_maker_is_plain_hmac_sha256_for_any_key(key):
+    for index in (0, 1, 127, 128, 300, 2**21):
+        assert token_maker(key, OPEN, 77, 88)(index) == make_token(key, OPEN, 77, 88, index)
+        assert read_token(key, OPEN, token_maker(key, OPEN, 77, 88)(index)) == (77, 88, index)
