@@ -63,10 +63,12 @@ def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
     return found, warnings
 
 
-def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warnings: list[str]):
+def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warnings: list[str],
+          default_type: str = "text/plain"):
     body = _split(raw, start, end)
     try:
         headers = _headers(raw[start:body])
+        headers.set_default_type(default_type)
         ctype = headers.get_content_type()
         charset = headers.get_content_charset()
         cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
@@ -88,13 +90,16 @@ def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warni
             rb"\n--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
             + rb"(--)?[ \t]*(?=\r?\n|\Z)"
         )
+        # RFC 2046: parts of a digest without a Content-Type are messages.
+        child_type = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
         child_start = None
         closed = False
         for m in delim.finditer(raw, body - 1, end):
             line_start = m.start() + 1
             if child_start is not None:
                 child_end = line_start - (2 if raw[line_start - 2 : line_start] == b"\r\n" else 1)
-                _walk(raw, child_start, max(child_end, child_start), depth + 1, found, warnings)
+                _walk(raw, child_start, max(child_end, child_start), depth + 1, found, warnings,
+                      child_type)
             if m.group(1):
                 closed = True
                 break
@@ -104,7 +109,7 @@ def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warni
             warnings.append(f"part at byte {start}: boundary never found, left alone")
         elif not closed:
             warnings.append(f"part at byte {start}: multipart not closed")
-            _walk(raw, child_start, end, depth + 1, found, warnings)
+            _walk(raw, child_start, end, depth + 1, found, warnings, child_type)
         return
     found.append(
         Leaf(start, body, end, ctype, charset, cte, disposition == "attachment")

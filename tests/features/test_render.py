@@ -205,6 +205,14 @@ def test_parts_we_cannot_read_go_out_unchanged_with_a_warning(raw, warning):
     assert any(warning in w for w in out.warnings), out.warnings
 
 
+def test_digest_parts_without_content_type_are_messages_and_left_alone():
+    inner = b"Subject: one\r\n\r\nsee https://example.com/digest\r\n"
+    raw = message(b'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\n' + inner
+                  + b"\r\n--d--\r\n")
+    assert mime.leaves(raw)[0][0].content_type == "message/rfc822"
+    assert render(raw, {"clicktracking": True}, CTX).message == raw
+
+
 def test_unclosed_multipart_still_renders_its_parts():
     raw = message(b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
                   + part("text/html", b'<a href="https://e.x/">x</a>', "utf-8"))
