@@ -270,6 +270,10 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"
             )
         else:
+            if "\r\n" in text and "\r" not in inlined:
+                # Both inliners write LF line ends; give the part back its own CRLF, or
+                # quoted-printable would have to spell every line end as =0A.
+                inlined = inlined.replace("\n", "\r\n")
             if inlined != text:
                 text, changed = inlined, True
                 changes.append(Change("css", leaf.content_type))

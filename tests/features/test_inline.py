@@ -7,7 +7,7 @@ import pytest
 from features.inline import inline_css
 from features.render import prepare
 
-from .corpus import CTX, decoded, message, part, parts_of
+from .corpus import CTX, decoded, encode, message, part, parts_of
 
 INLINERS = ["css-inline", "premailer"]
 DOC = (
@@ -59,6 +59,19 @@ def test_render_with_inlining_tracks_what_the_inliner_kept(inliner):
     (p,) = parts_of(out.message)
     assert "?u={{ user_id }}&amp;x=1" in decoded(p)
     assert [c.kind for c in prepared.changes][0] == "css"
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_inlined_parts_keep_crlf_line_ends_and_plain_quoted_printable(inliner):
+    html = ("<html><head><style>p{color:red}</style></head>\n<body>\n<p>a\nb</p>\n"
+            "</body></html>\n")
+    raw = message(part("text/html", encode(html, "utf-8", "quoted-printable"), "utf-8",
+                       "quoted-printable"))
+    out = prepare(raw, {"inlinecss": True}, inliner=inliner).for_recipient(CTX).message
+    (p,) = parts_of(out)
+    text = decoded(p)
+    assert "\r\n<body>\r\n" in text and "\n" not in text.replace("\r\n", "")
+    assert b"=0A" not in out and b"=0D" not in out
 
 
 @pytest.mark.parametrize("inliner", INLINERS)
