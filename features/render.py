@@ -19,7 +19,7 @@ from .links import CLICK, Change, Slot
 from .overrides import strip_smtpeter_headers
 from .tokens import CLICK as CLICK_KIND
 from .tokens import OPEN as OPEN_KIND
-from .tokens import max_token_length, token_maker, verp_address
+from .tokens import max_token_length, token_maker, url_check, verp_address
 
 _BLANK_LINE = re.compile(rb"\r?\n\Z")
 _ROUND_TRIPS = frozenset({
@@ -140,6 +140,7 @@ class Prepared:
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     original: bytes = b""  # what goes out if rendering fails
+    _checks: dict = field(default_factory=dict, repr=False)
 
     def for_recipient(self, context: RenderContext) -> Rendered:
         """The message for one recipient; never raises (falls back to the message unchanged)."""
@@ -154,6 +155,16 @@ class Prepared:
                 [*self.warnings, f"render failed, message unchanged ({type(exc).__name__})"],
             )
 
+    def _url_checks(self, key: bytes, kind: bytes, message_id: int) -> list[bytes]:
+        # The same for every recipient of the message: computed for the first, then kept.
+        cache_key = (key, kind, message_id)
+        checks = self._checks.get(cache_key)
+        if checks is None:
+            urls = self.links if kind == CLICK_KIND else self.images
+            checks = [url_check(key, kind, message_id, i, u) for i, u in enumerate(urls)]
+            self._checks = {cache_key: checks, **self._checks}
+        return checks
+
     def _message(self, context: RenderContext) -> bytes:
         if len(self.segments) == 1 and isinstance(self.segments[0], bytes):
             return self.segments[0]
@@ -166,14 +177,17 @@ class Prepared:
         open_base = html.escape(base + "o/", quote=True)
         text_base = base + "c/"
 
+        click_checks = self._url_checks(context.tracking_key, CLICK_KIND, context.message_id)
+        open_checks = self._url_checks(context.tracking_key, OPEN_KIND, context.message_id)
+
         def click_url(i: int) -> str:
-            return click_base + click_make(i)
+            return click_base + click_make(i, click_checks[i])
 
         def open_url(i: int) -> str:
-            return open_base + open_make(i)
+            return open_base + open_make(i, open_checks[i])
 
         def click_text_url(i: int) -> str:
-            return text_base + click_make(i)
+            return text_base + click_make(i, click_checks[i])
 
         return b"".join(
             s if s.__class__ is bytes else s.render(click_url, open_url, click_text_url)

@@ -1,7 +1,9 @@
 """Signed tracking tokens and VERP bounce addresses: HMAC-SHA256, truncated, constant-time checked.
 
-A token names (message id, recipient id, link index) and nothing else; the URL it stands for is
-re-derived from the stored message (see features/services.py), so tracking URLs stay short.
+A token names (message id, recipient id, link index); the URL it stands for is re-derived from
+the stored message (see features/services.py), so tracking URLs stay short. A 32-bit check of
+the URL rides along, so a link list that re-derives differently (after an upgrade, say) gives
+404 rather than a redirect to the wrong link.
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import binascii
 import hashlib
 import hmac
 
-TOKEN_MAC_BYTES = 12  # 96 bits: forging by guessing is out of reach at any request rate
+TOKEN_MAC_BYTES = 8  # 64 bits over everything else in the token, checked before any DB work
+URL_CHECK_BYTES = 4  # over (kind, message, index, URL): guards the re-derived link list
+_TOKEN_TAIL = URL_CHECK_BYTES + TOKEN_MAC_BYTES
 VERP_MAC_BYTES = 8  # 64 bits keeps the local part short; bounces are not a redirect target
 VERP_PREFIX = "b"
 CLICK = b"c"
@@ -60,9 +64,23 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def make_token(key: bytes, kind: bytes, message_id: int, recipient_id: int, index: int) -> str:
+def url_check(key: bytes, kind: bytes, message_id: int, index: int, url: str) -> bytes:
+    """The bytes a token carries to prove which URL its index stood for when it was made."""
+    data = b"url" + kind + _varint(message_id) + _varint(index)
+    data += url.encode("utf-8", "surrogatepass")
+    return hmac.digest(key, data, "sha256")[:URL_CHECK_BYTES]
+
+
+def url_matches(key: bytes, kind: bytes, message_id: int, index: int, url: str,
+                check: bytes) -> bool:
+    return hmac.compare_digest(url_check(key, kind, message_id, index, url), check)
+
+
+def make_token(key: bytes, kind: bytes, message_id: int, recipient_id: int, index: int,
+               url: str = "") -> str:
     """URL-safe token for one link (kind CLICK) or image (kind OPEN; index 0 is the pixel)."""
     payload = _varint(message_id) + _varint(recipient_id) + _varint(index)
+    payload += url_check(key, kind, message_id, index, url)
     mac = hmac.digest(key, kind + payload, "sha256")[:TOKEN_MAC_BYTES]
     return _b64(payload + mac)
 
@@ -85,8 +103,8 @@ def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
     outer = hashlib.sha256(block.translate(_OPAD))
     b2a = binascii.b2a_base64
 
-    def make(index: int) -> str:
-        tail = bytes((index,)) if 0 <= index < 0x80 else _varint(index)
+    def make(index: int, check: bytes) -> str:
+        tail = (bytes((index,)) if 0 <= index < 0x80 else _varint(index)) + check
         h = inner.copy()
         h.update(tail)
         o = outer.copy()
@@ -99,11 +117,14 @@ def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
 
 def max_token_length(index: int = 2**20, max_id: int = 2**42) -> int:
     """Longest token for a link index when message and recipient ids stay below max_id."""
-    return len(_b64(_varint(max_id) * 2 + _varint(index) + b"\0" * TOKEN_MAC_BYTES))
+    return len(_b64(_varint(max_id) * 2 + _varint(index) + b"\0" * _TOKEN_TAIL))
 
 
-def read_token(key: bytes, kind: bytes, token: str) -> tuple[int, int, int] | None:
-    """(message id, recipient id, index) of a genuine token, None for anything else."""
+def read_token(key: bytes, kind: bytes, token: str) -> tuple[int, int, int, bytes] | None:
+    """(message id, recipient id, index, URL check) of a genuine token, None for anything else.
+
+    The caller still compares the URL check with url_matches() once it knows the URL.
+    """
     if not isinstance(token, str) or not 20 <= len(token) <= 80 or not token.isascii():
         return None
     try:
@@ -116,10 +137,10 @@ def read_token(key: bytes, kind: bytes, token: str) -> tuple[int, int, int] | No
     expected = hmac.digest(key, kind + payload, "sha256")[:TOKEN_MAC_BYTES]
     if not hmac.compare_digest(mac, expected):
         return None
-    values = _read_varints(payload)
+    values = _read_varints(payload[:-URL_CHECK_BYTES])
     if values is None or len(values) != 3:
         return None
-    return values[0], values[1], values[2]
+    return values[0], values[1], values[2], payload[-URL_CHECK_BYTES:]
 
 
 def _b32(data: bytes) -> str:

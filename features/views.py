@@ -23,7 +23,7 @@ from .machine import machine_flags
 from .services import delivery_of, link_for, tracking_key
 from .tokens import CLICK as CLICK_KIND
 from .tokens import OPEN as OPEN_KIND
-from .tokens import read_token
+from .tokens import read_token, url_matches
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,17 @@ class _Redirect(HttpResponseRedirect):
 
 
 def _track(request: HttpRequest, token: str, kind: str) -> str:
-    ids = read_token(tracking_key(), CLICK_KIND if kind == CLICK else OPEN_KIND, token)
+    key, token_kind = tracking_key(), CLICK_KIND if kind == CLICK else OPEN_KIND
+    ids = read_token(key, token_kind, token)
     if ids is None:
         log.info("tracking %s: bad token from %s", kind, request.META.get("REMOTE_ADDR"))
         raise Http404("unknown link")
-    message_id, recipient_id, index = ids
+    message_id, recipient_id, index, check = ids
     url = link_for(message_id, kind, index)
+    if url is not None and not url_matches(key, token_kind, message_id, index, url, check):
+        log.warning("tracking %s: message=%s index=%s no longer derives the URL it was sent "
+                    "with", kind, message_id, index)
+        url = None
     found = None if url is None else delivery_of(message_id, recipient_id)
     if found is None:
         log.info("tracking %s: no such link message=%s recipient=%s index=%s",

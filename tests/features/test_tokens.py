@@ -10,6 +10,8 @@ from features.tokens import (
     parse_verp,
     read_token,
     token_maker,
+    url_check,
+    url_matches,
     verp_address,
 )
 
@@ -19,15 +21,20 @@ VKEY = derive_key("secret-key-for-tests", "verp")
 
 @pytest.mark.parametrize("ids", [(0, 0, 0), (1, 2, 3), (2**40, 2**33, 500), (2**63, 2**63, 2**20)])
 def test_token_round_trip(ids):
-    token = make_token(KEY, CLICK, *ids)
-    assert read_token(KEY, CLICK, token) == ids
+    url = "https://example.com/a?b=1&c=2"
+    token = make_token(KEY, CLICK, *ids, url=url)
+    *found, check = read_token(KEY, CLICK, token)
+    assert tuple(found) == ids
+    assert url_matches(KEY, CLICK, ids[0], ids[2], url, check)
+    assert not url_matches(KEY, CLICK, ids[0], ids[2], url + "x", check)
     assert len(token) <= max_token_length(index=ids[2], max_id=max(ids[0], ids[1]))
-    assert token_maker(KEY, CLICK, ids[0], ids[1])(ids[2]) == token
+    assert token_maker(KEY, CLICK, ids[0], ids[1])(
+        ids[2], url_check(KEY, CLICK, ids[0], ids[2], url)) == token
 
 
 def test_tokens_are_short():
     # a million messages, ten million recipients: 20 bytes, 27 characters
-    assert len(make_token(KEY, CLICK, 123456, 7654321, 42)) <= 28
+    assert len(make_token(KEY, CLICK, 123456, 7654321, 42, "https://x/")) <= 28
 
 
 def test_every_single_character_change_is_refused():
@@ -92,5 +99,7 @@ def test_verp_from_another_key_is_none():
 @pytest.mark.parametrize("key", [KEY, b"", b"short", b"x" * 64, b"y" * 65, bytes(range(200))])
 def test_token_maker_is_plain_hmac_sha256_for_any_key(key):
     for index in (0, 1, 127, 128, 300, 2**21):
-        assert token_maker(key, OPEN, 77, 88)(index) == make_token(key, OPEN, 77, 88, index)
-        assert read_token(key, OPEN, token_maker(key, OPEN, 77, 88)(index)) == (77, 88, index)
+        check = url_check(key, OPEN, 77, index, "https://i/x.png")
+        token = token_maker(key, OPEN, 77, 88)(index, check)
+        assert token == make_token(key, OPEN, 77, 88, index, "https://i/x.png")
+        assert read_token(key, OPEN, token) == (77, 88, index, check)

@@ -83,27 +83,43 @@ def tampered(token: str) -> list[str]:
 def test_tampered_truncated_or_unknown_tokens_get_404_and_no_event(client, sent):
     msg, rcpt = sent
     key = services.tracking_key()
-    token = make_token(key, CLICK, msg.pk, rcpt.pk, 0)
+    first = "https://example.com/a?x=1&y=2"
+    token = make_token(key, CLICK, msg.pk, rcpt.pk, 0, first)
     bad = tampered(token) + [
-        make_token(key, CLICK, msg.pk + 1000, rcpt.pk, 0),  # no such message
-        make_token(key, CLICK, msg.pk, rcpt.pk + 1000, 0),  # no such recipient
-        make_token(key, CLICK, msg.pk, rcpt.pk, 99),  # no such link
-        make_token(key, OPEN, msg.pk, rcpt.pk, 0),  # an open token on the click endpoint
+        make_token(key, CLICK, msg.pk + 1000, rcpt.pk, 0, first),  # no such message
+        make_token(key, CLICK, msg.pk, rcpt.pk + 1000, 0, first),  # no such recipient
+        make_token(key, CLICK, msg.pk, rcpt.pk, 99, first),  # no such link
+        make_token(key, CLICK, msg.pk, rcpt.pk, 0, "https://evil.example/"),  # other URL
+        make_token(key, OPEN, msg.pk, rcpt.pk, 0, first),  # an open token on the click endpoint
     ]
     for t in bad:
         response = client.get(f"/t/c/{t}")
         assert response.status_code == 404, t
         assert "Location" not in response
-    assert client.get(f"/t/o/{make_token(key, CLICK, msg.pk, rcpt.pk, 0)}").status_code == 404
+    click_as_open = make_token(key, CLICK, msg.pk, rcpt.pk, 0, first)
+    assert client.get(f"/t/o/{click_as_open}").status_code == 404
     assert not Event.objects.exists()
     assert client.get(f"/t/c/{token}").status_code == 302
+
+
+def test_a_link_list_that_derives_differently_gives_404_not_another_link(client, sent):
+    msg, rcpt = sent
+    click_a = urls_in(msg, rcpt)[0]
+    # Say an upgrade changed what is tracked: index 0 now names another URL.
+    msg.raw = msg.raw.replace(b"https://example.com/a?x=1&amp;y=2", b"https://other.example/")
+    msg.save()
+    services.forget_links()
+    response = client.get(click_a)
+    assert response.status_code == 404 and "Location" not in response
+    assert not Event.objects.exists()
 
 
 def test_another_messages_recipient_is_refused(client, sent):
     msg, _ = sent
     other = Message.objects.create(raw=b"Subject: x\r\n\r\nx", features={})
     stranger = Recipient.objects.create(message=other, address="x@example.org")
-    token = make_token(services.tracking_key(), CLICK, msg.pk, stranger.pk, 0)
+    token = make_token(services.tracking_key(), CLICK, msg.pk, stranger.pk, 0,
+                       "https://example.com/a?x=1&y=2")
     assert client.get(f"/t/c/{token}").status_code == 404
 
 
