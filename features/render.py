@@ -19,7 +19,7 @@ from .links import CLICK, Change, Slot
 from .overrides import strip_smtpeter_headers
 from .tokens import CLICK as CLICK_KIND
 from .tokens import OPEN as OPEN_KIND
-from .tokens import max_token_length, token_maker, url_check, verp_address
+from .tokens import max_token_length, token_maker, url_checker, verp_address
 
 _BLANK_LINE = re.compile(rb"\r?\n\Z")
 _ROUND_TRIPS = frozenset({
@@ -161,7 +161,8 @@ class Prepared:
         checks = self._checks.get(cache_key)
         if checks is None:
             urls = self.links if kind == CLICK_KIND else self.images
-            checks = [url_check(key, kind, message_id, i, u) for i, u in enumerate(urls)]
+            check = url_checker(key, kind, message_id)
+            checks = [check(i, u) for i, u in enumerate(urls)]
             self._checks = {cache_key: checks, **self._checks}
         return checks
 

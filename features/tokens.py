@@ -20,6 +20,9 @@ VERP_PREFIX = "b"
 CLICK = b"c"
 OPEN = b"o"
 _MAX_VARINT = 10  # bytes of a 64-bit unsigned varint
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def derive_key(secret_key: str | bytes, purpose: str) -> bytes:
@@ -71,6 +74,28 @@ def url_check(key: bytes, kind: bytes, message_id: int, index: int, url: str) ->
     return hmac.digest(key, data, "sha256")[:URL_CHECK_BYTES]
 
 
+def _hmac_states(key: bytes, prefix: bytes):
+    # HMAC-SHA256 by its definition (RFC 2104), inner state already fed with prefix.
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    return (hashlib.sha256(block.translate(_IPAD) + prefix),
+            hashlib.sha256(block.translate(_OPAD)))
+
+
+def url_checker(key: bytes, kind: bytes, message_id: int):
+    """url_check(key, kind, message_id, index, url) as a function of (index, url), faster."""
+    inner, outer = _hmac_states(key, b"url" + kind + _varint(message_id))
+
+    def check(index: int, url: str) -> bytes:
+        h = inner.copy()
+        h.update(_varint(index) + url.encode("utf-8", "surrogatepass"))
+        o = outer.copy()
+        o.update(h.digest())
+        return o.digest()[:URL_CHECK_BYTES]
+
+    return check
+
+
 def url_matches(key: bytes, kind: bytes, message_id: int, index: int, url: str,
                 check: bytes) -> bool:
     return hmac.compare_digest(url_check(key, kind, message_id, index, url), check)
@@ -85,11 +110,6 @@ def make_token(key: bytes, kind: bytes, message_id: int, recipient_id: int, inde
     return _b64(payload + mac)
 
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
-
-
 def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
     """make_token with the per-recipient part computed once.
 
@@ -97,10 +117,7 @@ def token_maker(key: bytes, kind: bytes, message_id: int, recipient_id: int):
     once: per link it costs two SHA-256 state copies, half of what hmac.HMAC.copy() costs.
     """
     prefix = _varint(message_id) + _varint(recipient_id)
-    block = hashlib.sha256(key).digest() if len(key) > 64 else key
-    block = block.ljust(64, b"\0")
-    inner = hashlib.sha256(block.translate(_IPAD) + kind + prefix)
-    outer = hashlib.sha256(block.translate(_OPAD))
+    inner, outer = _hmac_states(key, kind + prefix)
     b2a = binascii.b2a_base64
 
     def make(index: int, check: bytes) -> str:

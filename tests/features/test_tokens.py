@@ -11,6 +11,7 @@ from features.tokens import (
     read_token,
     token_maker,
     url_check,
+    url_checker,
     url_matches,
     verp_address,
 )
@@ -100,6 +101,7 @@ def test_verp_from_another_key_is_none():
 def test_token_maker_is_plain_hmac_sha256_for_any_key(key):
     for index in (0, 1, 127, 128, 300, 2**21):
         check = url_check(key, OPEN, 77, index, "https://i/x.png")
+        assert url_checker(key, OPEN, 77)(index, "https://i/x.png") == check
         token = token_maker(key, OPEN, 77, 88)(index, check)
         assert token == make_token(key, OPEN, 77, 88, index, "https://i/x.png")
         assert read_token(key, OPEN, token) == (77, 88, index, check)
