@@ -214,7 +214,7 @@ def main() -> int:
     rounds = 15 if args.quick else 100
     ok = True
     # Other work on the machine moves these numbers by tens of percent: say how busy it was.
-    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("| inliner | newsletter | links | images | first recipient ms (median) "
           "| each further recipient ms (median) |")
     print("|---|---|---|---|---|---|")
@@ -232,7 +232,7 @@ def main() -> int:
         print("|---|---|---|---|---|")
         print(row)
         ok = ok and good
-    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"\ntargets: 40 KB first <= {TARGET_FIRST_40} ms, further <= {TARGET_FURTHER} ms, "
           f"clicks >= {TARGET_CLICKS:,.0f}/s -> {'met' if ok else 'MISSED'}")
     return 0 if ok else 1
