@@ -44,7 +44,10 @@ class Change(NamedTuple):
 _TRACKABLE = re.compile(r"https?://[^\s/?#\\]+", re.I)
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\||\|\*|%%|\[\[|\]\]|<%|%>|\$\{")
 
-_TAG_BODY = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+"""
+# A tag's inside. An unclosed quote or tag runs to the end of the text (as in the HTML
+# tokenizer), so every tag match ends at ">" or at the end: no attempt rescans the rest of the
+# text, and hostile markup ("<a " a million times) stays linear.
+_TAG_BODY = r"""(?:[^>"']++|"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z))*+"""
 # One match per interesting token: the leading group skips text and uninteresting tags inside
 # the regex engine. "stray" and "eof" make every attempt succeed, so scanning stays linear.
 _TAGS = re.compile(
@@ -52,14 +55,14 @@ _TAGS = re.compile(
     (?:[^<]++
       | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--
            |(?:script|style|textarea|title|xmp)[\s/>])
-         (?:[a-z!?/]""" + _TAG_BODY + r""">)?+
+         (?:[a-z!?/]""" + _TAG_BODY + r"""(?:>|\Z))?+
     )*+
     (?:
       (?P<cond><!--\[if[^\]>]*\]>)
     | (?P<comment><!--(?:-?>|.*?-->|.*\Z))
-    | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])""" + _TAG_BODY + r""">
-         .*?(?:</(?P=rawname)\s*>|\Z))
-    | <(?P<name>a|area|img|v:[a-z0-9_-]+)(?=[\s/>])(?P<attrs>""" + _TAG_BODY + r""")>
+    | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])""" + _TAG_BODY + r"""
+         (?:>.*?(?:</(?P=rawname)\s*>|\Z)|\Z))
+    | <(?P<name>a|area|img|v:[a-z0-9_-]+)(?=[\s/>])(?P<attrs>""" + _TAG_BODY + r""")(?:>|\Z)
     | </(?P<end>a|body|v:[a-z0-9_-]+)\s*>
     | (?P<stray><)
     | (?P<eof>\Z)
@@ -177,6 +180,8 @@ class _Scan:
         for m in _TAGS.finditer(text):
             group = m.lastgroup
             if group == "attrs":
+                if m.end() == len(text) and not text.endswith(">"):
+                    continue  # a tag cut off by the end of the text is no tag (HTML drops it)
                 lname = m.group("name").lower()
                 offset, attrs_end = m.span("attrs")
                 attrs_text = text[offset:attrs_end]

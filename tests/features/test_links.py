@@ -192,3 +192,17 @@ def test_plain_text_urls():
                      "http://{{placeholder}}/x\r\n")
     assert all(not p.escape_html for p in pieces if isinstance(p, Slot))
     assert rewrite_text("no links here", [], []) is None
+
+
+@pytest.mark.parametrize("junk", ["<a ", '<a href="', "<p title='", "<", "<!--", "<img src=x "])
+def test_unterminated_markup_is_left_alone(junk):
+    # Also the shape that once made the scanner quadratic: every "<a " rescanned the rest.
+    html = '<a href="https://x.com/">x</a>' + junk * 20000
+    out, links, _, _ = rewrite(html)
+    assert links == ["https://x.com/"]
+    assert out == '<a href="{C0}">x</a>' + junk * 20000
+
+
+def test_a_tag_cut_off_by_the_end_is_no_link():
+    assert rewrite('<p>x</p><a href="https://x.com/"') == (
+        '<p>x</p><a href="https://x.com/"', [], [""], [])
