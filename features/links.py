@@ -75,7 +75,7 @@ _ATTR = re.compile(
 )
 _NOT_AMP = re.compile(r"&(?!amp;)")
 _URL_WHITESPACE = re.compile(r"[\t\n\r]")
-_STRIP_TAGS = re.compile(r"<[^>]*>")
+_STRIP_TAGS = re.compile(r"<[^>]*+(?:>|\Z)")  # an unclosed "<" runs to the end: linear
 _SPACE = re.compile(r"\s+")
 _LABEL_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
 _LABEL_HOST = re.compile(
