@@ -13,7 +13,10 @@ import css_inline
 INLINERS = ("css-inline", "premailer")
 _STYLE = re.compile(r"<style[\s>]", re.I)
 _DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.I)
-_PLACEHOLDER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\*\|[^|]*?\|\*|%%[^%\s]*?%%", re.S)
+# Bounded lengths keep this linear on hostile input ("{{" a million times).
+_PLACEHOLDER = re.compile(
+    r"\{\{[^{}]{0,200}\}\}|\{%[^%]{0,200}%\}|\*\|[^|]{0,100}\|\*|%%[^%\s]{0,100}%%"
+)
 _CSS_INLINE = css_inline.CSSInliner(
     keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=True
 )
