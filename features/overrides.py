@@ -54,7 +54,8 @@ def strip_smtpeter_headers(raw: bytes) -> bytes:
         head, rest = raw[:cut], raw[cut:]
     else:
         head, rest = raw, b""
-    fields = re.finditer(rb"[^\r\n]*(?:\r?\n|$)(?:[ \t][^\r\n]*(?:\r?\n|$))*", head)
+    # Lines end at LF; a stray CR is part of its line and is kept.
+    fields = re.finditer(rb"[^\n]*(?:\n|$)(?:[ \t][^\n]*(?:\n|$))*", head)
     kept = [
         m.group(0)
         for m in fields

@@ -181,6 +181,8 @@ SMTP_AUTH_THREADS = env.int("SMTP_AUTH_THREADS", default=2)
 # --- Features ------------------------------------------------------------
 TRACKING_BASE_URL = env("TRACKING_BASE_URL", default=f"{SITE_URL}/t/")
 CSS_INLINER = env("CSS_INLINER", default="css-inline")
+# A click or open this soon after delivery is flagged "fast" (likely a scanner, not a person).
+TRACKING_FAST_SECONDS = env.float("TRACKING_FAST_SECONDS", default=2.0)
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -5,5 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("t/", include("features.urls")),
+    path("preview/", include("features.dashboard_urls")),
     path("", include("credentials.urls")),
 ]

@@ -40,6 +40,11 @@ def test_strip_removes_every_smtpeter_header_and_leaves_the_body():
         (b"From: a\r\nX-SMTPeter-Tags: a", b"From: a\r\n"),
         (b"From: a\nX-SMTPeter-Tags: a\n\nbody\n", b"From: a\n\nbody\n"),
         (b"From: a\r\n\r\nno headers to strip", b"From: a\r\n\r\nno headers to strip"),
+        # A stray CR inside a header block is data, not a line end: it stays.
+        (b"A: 1\rB: 2\r\nX-SMTPeter-Tags: a\r\nC: \x00\r\n\r\nb",
+         b"A: 1\rB: 2\r\nC: \x00\r\n\r\nb"),
+        (b"A: 1\r\n\tfolded\r\nX-SMTPeter-Tags: a\r\n\tfolded too\r\n\r\nb",
+         b"A: 1\r\n\tfolded\r\n\r\nb"),
     ],
 )
 def test_strip_edge_cases(raw, expected):

@@ -1,0 +1,239 @@
+"""MIME structure by byte offsets: find the leaf parts of a message, decode and re-encode bodies.
+
+The standard library's email package reads each part's header block; the part boundaries are
+found in the original bytes, so a part we do not change can be copied byte for byte.
+"""
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+from dataclasses import dataclass
+from email.message import Message
+
+MAX_DEPTH = 40
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_WANTED = re.compile(
+    rb"(?im)^(content-type|content-transfer-encoding|content-disposition)[ \t]*:"
+    rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)"
+)
+
+
+def _headers(block: bytes) -> Message:
+    """The three MIME fields of a header block in an email Message (the full parser is slow)."""
+    msg = Message()
+    for m in _WANTED.finditer(block):
+        value = re.sub(rb"\r?\n(?=[ \t])", b"", m.group(2)).strip()
+        msg[m.group(1).decode("ascii")] = value.decode("ascii", "surrogateescape")
+    return msg
+
+
+@dataclass
+class Leaf:
+    """A non-multipart part: where its header block and body are in the raw message."""
+
+    header_start: int
+    body_start: int
+    end: int
+    content_type: str
+    charset: str | None
+    cte: str
+    attachment: bool
+
+
+class MimeError(ValueError):
+    """A part that cannot be decoded or re-encoded; the message goes out unchanged there."""
+
+
+def _split(raw: bytes, start: int, end: int) -> int:
+    """Offset where the body of the part raw[start:end] begins."""
+    if raw.startswith(b"\r\n", start):
+        return start + 2
+    if raw.startswith(b"\n", start):
+        return start + 1
+    m = _HEADER_END.search(raw, start, end)
+    return m.end() if m else end
+
+
+def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
+    """Every leaf part of the message in order, and warnings about structure we could not read."""
+    found: list[Leaf] = []
+    warnings: list[str] = []
+    _walk(raw, 0, len(raw), 0, found, warnings)
+    return found, warnings
+
+
+def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warnings: list[str],
+          default_type: str = "text/plain"):
+    body = _split(raw, start, end)
+    try:
+        headers = _headers(raw[start:body])
+        headers.set_default_type(default_type)
+        ctype = headers.get_content_type()
+        charset = headers.get_content_charset()
+        cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
+        disposition = headers.get_content_disposition()
+        boundary = headers.get_boundary() if ctype.startswith("multipart/") else None
+    except Exception as exc:  # email raises many kinds on hostile headers
+        warnings.append(f"part at byte {start}: unreadable headers ({type(exc).__name__})")
+        return
+    if ctype.startswith("multipart/"):
+        if depth >= MAX_DEPTH:
+            warnings.append(f"part at byte {start}: nested deeper than {MAX_DEPTH}, left alone")
+            return
+        if not boundary:
+            warnings.append(f"part at byte {start}: multipart without boundary, left alone")
+            return
+        # A literal first character lets the regex engine search fast; the \n is the one that
+        # ends the previous line (the header block's blank line ends with one too).
+        delim = re.compile(
+            rb"\n--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
+            + rb"(--)?[ \t]*(?=\r?\n|\Z)"
+        )
+        # RFC 2046: parts of a digest without a Content-Type are messages.
+        child_type = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+        child_start = None
+        closed = False
+        for m in delim.finditer(raw, body - 1, end):
+            line_start = m.start() + 1
+            if child_start is not None:
+                child_end = line_start - (2 if raw[line_start - 2 : line_start] == b"\r\n" else 1)
+                _walk(raw, child_start, max(child_end, child_start), depth + 1, found, warnings,
+                      child_type)
+            if m.group(1):
+                closed = True
+                break
+            nl = raw.find(b"\n", m.end(), end)
+            child_start = end if nl < 0 else nl + 1
+        if child_start is None:
+            warnings.append(f"part at byte {start}: boundary never found, left alone")
+        elif not closed:
+            warnings.append(f"part at byte {start}: multipart not closed")
+            _walk(raw, child_start, end, depth + 1, found, warnings, child_type)
+        return
+    found.append(
+        Leaf(start, body, end, ctype, charset, cte, disposition == "attachment")
+    )
+
+
+def decode_body(data: bytes, cte: str) -> bytes:
+    """Bytes of a body under its transfer encoding; MimeError for encodings we cannot undo."""
+    if cte in ("7bit", "8bit", "binary", ""):
+        return data
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(data)
+    if cte == "base64":
+        try:
+            return binascii.a2b_base64(data.translate(None, b" \t\r\n"), strict_mode=True)
+        except binascii.Error as exc:
+            raise MimeError(f"bad base64 ({exc})") from None
+    raise MimeError(f"unknown transfer encoding {cte!r}")
+
+
+def newline_of(data: bytes) -> bytes:
+    return b"\r\n" if b"\r\n" in data or b"\n" not in data else b"\n"
+
+
+def encode_body(data: bytes, cte: str, newline: bytes, trailing: bytes) -> bytes:
+    """data under transfer encoding cte: QP lines <= 76, base64 lines of 76."""
+    if cte == "quoted-printable":
+        return qp_encode(data, newline)
+    if cte == "base64":
+        encoded = binascii.b2a_base64(data, newline=False)
+        lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+        return newline.join(lines) + trailing
+    return data
+
+
+def codec_name(charset: str | None) -> str:
+    """Python codec for a MIME charset (us-ascii when none is declared); MimeError if unknown."""
+    name = (charset or "us-ascii").strip().strip('"').lower()
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise MimeError(f"unknown charset {name!r}") from None
+
+
+def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:
+    """encoded (quoted-printable) followed by a soft line break, keeping lines <= 76."""
+    if not encoded or encoded.endswith(b"\n"):
+        return encoded
+    start = encoded.rfind(b"\n") + 1
+    line = encoded[start:]
+    if len(line) <= 75:
+        return encoded + b"=" + newline
+    cut = 75
+    if line[cut - 1 : cut] == b"=":  # never split an =XX escape
+        cut -= 1
+    elif line[cut - 2 : cut - 1] == b"=":
+        cut -= 2
+    return encoded[:start] + line[:cut] + b"=" + newline + line[cut:] + b"=" + newline
+
+
+def qp_encode(data: bytes, newline: bytes) -> bytes:
+    """Quoted-printable, lines <= 76, hard line breaks where data has the part's newline.
+
+    A CR or LF that is not part of the part's own line ending stays encoded (=0D, =0A), so
+    the decoded bytes are exactly data.
+    """
+    encode = binascii.b2a_qp
+    if newline == b"\n":
+        bare = b"\r" in data
+    else:
+        pairs = data.count(b"\r\n")
+        bare = data.count(b"\n") != pairs or data.count(b"\r") != pairs
+    if not bare:  # every CR and LF is the part's own line ending: one call does it
+        out = encode(data, quotetabs=False, istext=True, header=False)
+    elif newline not in data:
+        out = encode(data, quotetabs=False, istext=False, header=False)
+    else:
+        out = newline.join(
+            [encode(line, quotetabs=False, istext=False, header=False)
+             for line in data.split(newline)]
+        )
+    if newline == b"\r\n" and b"=\n" in out:
+        out = out.replace(b"=\n", b"=\r\n")  # b2a_qp's soft breaks are bare LF
+    return out
+
+
+def longest_line(data: bytes) -> int:
+    return max(map(len, data.split(b"\n"))) if data else 0
+
+
+_CT_FIELD = re.compile(rb"(?im)^content-type[ \t]*:(?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*")
+_CTE_FIELD = re.compile(
+    rb"(?im)^content-transfer-encoding[ \t]*:(?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*"
+)
+_CHARSET_PARAM = re.compile(rb"""(?i)(;\s*charset\s*=\s*)("[^"]*"|[^;\s]*)""")
+
+
+def set_charset(header: bytes, charset: str) -> bytes:
+    """The header block with the Content-Type charset parameter set (added if missing)."""
+    value = charset.encode("ascii")
+    m = _CT_FIELD.search(header)
+    if not m:
+        return _add_field(header, b"Content-Type: text/plain; charset=" + value)
+    field = m.group(0)
+    if _CHARSET_PARAM.search(field):
+        new = _CHARSET_PARAM.sub(lambda p: p.group(1) + value, field, count=1)
+    else:
+        new = field.rstrip() + b"; charset=" + value
+    return header[: m.start()] + new + header[m.end() :]
+
+
+def set_cte(header: bytes, cte: str) -> bytes:
+    """The header block with Content-Transfer-Encoding set to cte (added if missing)."""
+    line = b"Content-Transfer-Encoding: " + cte.encode("ascii")
+    m = _CTE_FIELD.search(header)
+    if not m:
+        return _add_field(header, line)
+    return header[: m.start()] + line + header[m.end() :]
+
+
+def _add_field(header: bytes, field: bytes) -> bytes:
+    nl = newline_of(header)
+    if not header:
+        return field + nl
+    if header.endswith(b"\n"):
+        return header + field + nl
+    return header + nl + field

@@ -1,0 +1,354 @@
+"""Render a message for one recipient: the five features applied, everything else left alone.
+
+Two steps, because delivery renders the same message for many recipients:
+`prepare(raw, features)` parses, decodes, inlines CSS and finds the links once per message;
+`Prepared.for_recipient(context)` only signs tokens and re-encodes the changed parts.
+`render()` does both. Neither raises: a part that cannot be handled goes out unchanged and the
+result says why in `warnings`.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+from . import links as linkmod
+from . import mime
+from .inline import has_style, inline_css
+from .links import CLICK, Change, Slot
+from .overrides import strip_smtpeter_headers
+from .tokens import CLICK as CLICK_KIND
+from .tokens import OPEN as OPEN_KIND
+from .tokens import max_token_length, token_maker, url_checker, verp_address
+
+_BLANK_LINE = re.compile(rb"\r?\n\Z")
+_ROUND_TRIPS = frozenset({
+    "utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252", "cp1251", "cp1250", "koi8-r",
+})
+_UNQUOTABLE = re.compile(r"[\s\"'=<>`]")
+
+
+def _url(p: Slot, click_url, open_url, click_text_url) -> str:
+    if p.kind == CLICK:
+        url = click_url(p.index) if p.escape_html else click_text_url(p.index)
+    else:
+        url = open_url(p.index)
+    if p.bare and _UNQUOTABLE.search(url):
+        return f'"{url}"'
+    return url
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Per-recipient values: ids for the tokens, where tracking URLs point, the keys."""
+
+    message_id: int
+    recipient_id: int
+    mail_from: str = ""
+    tracking_base_url: str = "http://127.0.0.1:8000/t/"
+    tracking_key: bytes = b""
+    verp_key: bytes = b""
+    bounce_domain: str = "bounces.localhost"
+    recipient: str = ""
+
+
+@dataclass
+class Rendered:
+    message: bytes
+    envelope_sender: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Body:
+    """A changed body: text pieces and Slots, encoded per recipient."""
+
+    pieces: list
+    codec: str
+    cte: str
+    newline: bytes
+    trailing: bytes
+    # The pieces already in charset and transfer encoding, when splicing URLs into the encoded
+    # form gives the same decoded text (QP: each URL sits between soft line breaks).
+    encoded: list | None = None
+
+    def compile(self, data: bytes) -> None:
+        """Pre-encode; data is the text pieces joined with a NUL between pieces, encoded."""
+        if self.cte == "base64":
+            return
+        # Encode the static text once with NULs where the URLs go, then cut at the NULs.
+        # Valid only where NUL is one byte of its own (ASCII-compatible charsets) and the text
+        # has none of its own.
+        if data.count(b"\0") != len(self.pieces) - 1 or "\0x".encode(self.codec) != b"\0x":
+            return
+        if self.cte == "quoted-printable":
+            chunks = mime.qp_encode(data, self.newline).split(b"=00")
+            if len(chunks) != len(self.pieces):
+                return
+            chunks = [
+                mime.qp_soft_break(c, self.newline)
+                if i + 1 < len(chunks) and self.pieces[i + 1].__class__ is not str else c
+                for i, c in enumerate(chunks)
+            ]
+        else:
+            chunks = data.split(b"\0")
+        self.encoded = [
+            chunk if piece.__class__ is str else piece
+            for piece, chunk in zip(self.pieces, chunks, strict=True)
+        ]
+
+    def render(self, click_url, open_url, click_text_url) -> bytes:
+        if self.encoded is not None:
+            return self._splice(click_url, open_url, click_text_url)
+        out = []
+        for p in self.pieces:
+            if p.__class__ is str:
+                out.append(p)
+            else:
+                out.append(_url(p, click_url, open_url, click_text_url))
+        data = "".join(out).encode(self.codec)
+        return mime.encode_body(data, self.cte, self.newline, self.trailing)
+
+    def _splice(self, click_url, open_url, click_text_url) -> bytes:
+        qp = self.cte == "quoted-printable"
+        soft = b"=" + self.newline
+        out = []
+        last = len(self.encoded) - 1
+        for i, p in enumerate(self.encoded):
+            if p.__class__ is bytes:
+                out.append(p)
+                continue
+            data = _url(p, click_url, open_url, click_text_url).encode("ascii")
+            if qp:
+                # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
+                if len(data) > 76 or b"=" in data:
+                    data = mime.qp_encode(data, self.newline)
+                if i != last:
+                    data += soft
+            out.append(data)
+        return b"".join(out)
+
+
+@dataclass
+class Prepared:
+    """The costly per-message half of a render; for_recipient() is the cheap half."""
+
+    features: dict[str, bool]
+    segments: list  # bytes and _Body, in message order
+    links: list[str] = field(default_factory=list)  # click index -> URL
+    images: list[str] = field(default_factory=lambda: [""])  # open index -> URL ("" = pixel)
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    original: bytes = b""  # what goes out if rendering fails
+    _checks: dict = field(default_factory=dict, repr=False)
+
+    def for_recipient(self, context: RenderContext) -> Rendered:
+        """The message for one recipient; never raises (falls back to the message unchanged)."""
+        try:
+            return Rendered(
+                self._message(context), envelope_sender(self.features, context),
+                list(self.warnings),
+            )
+        except Exception as exc:
+            return Rendered(
+                self.original, context.mail_from,
+                [*self.warnings, f"render failed, message unchanged ({type(exc).__name__})"],
+            )
+
+    def _url_checks(self, key: bytes, kind: bytes, message_id: int) -> list[bytes]:
+        # The same for every recipient of the message: computed for the first, then kept.
+        cache_key = (key, kind, message_id)
+        checks = self._checks.get(cache_key)
+        if checks is None:
+            urls = self.links if kind == CLICK_KIND else self.images
+            check = url_checker(key, kind, message_id)
+            checks = [check(i, u) for i, u in enumerate(urls)]
+            self._checks = {cache_key: checks, **self._checks}
+        return checks
+
+    def _message(self, context: RenderContext) -> bytes:
+        if len(self.segments) == 1 and isinstance(self.segments[0], bytes):
+            return self.segments[0]
+        base = context.tracking_base_url
+        click_make = token_maker(context.tracking_key, CLICK_KIND, context.message_id,
+                                 context.recipient_id)
+        open_make = token_maker(context.tracking_key, OPEN_KIND, context.message_id,
+                                context.recipient_id)
+        click_base = html.escape(base + "c/", quote=True)
+        open_base = html.escape(base + "o/", quote=True)
+        text_base = base + "c/"
+
+        click_checks = self._url_checks(context.tracking_key, CLICK_KIND, context.message_id)
+        open_checks = self._url_checks(context.tracking_key, OPEN_KIND, context.message_id)
+
+        def click_url(i: int) -> str:
+            return click_base + click_make(i, click_checks[i])
+
+        def open_url(i: int) -> str:
+            return open_base + open_make(i, open_checks[i])
+
+        def click_text_url(i: int) -> str:
+            return text_base + click_make(i, click_checks[i])
+
+        return b"".join(
+            s if s.__class__ is bytes else s.render(click_url, open_url, click_text_url)
+            for s in self.segments
+        )
+
+
+def envelope_sender(features: dict[str, bool], context: RenderContext) -> str:
+    """The VERP address with bouncetracking (except for the null sender), else the original."""
+    if features.get("bouncetracking") and context.mail_from:
+        return verp_address(
+            context.verp_key, context.message_id, context.recipient_id, context.bounce_domain
+        )
+    return context.mail_from
+
+
+def prepare(raw: bytes, features: dict[str, bool], inliner: str = "css-inline",
+            tracking_base_url: str = "http://127.0.0.1:8000/t/") -> Prepared:
+    """Parse and transform a message once; tracking_base_url only bounds line lengths."""
+    try:
+        return _prepare(raw, dict(features or {}), inliner, tracking_base_url)
+    except Exception as exc:  # never raise: the message goes out as submitted
+        raw = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
+        prepared = Prepared(dict(features or {}), [raw], original=raw)
+        prepared.warnings.append(f"message left unchanged: {type(exc).__name__}: {exc}"[:300])
+        return prepared
+
+
+def _prepare(raw: bytes, features: dict[str, bool], inliner: str, base_url: str) -> Prepared:
+    raw = strip_smtpeter_headers(bytes(raw))
+    prepared = Prepared(features, [], original=raw)
+    clicks = bool(features.get("clicktracking"))
+    opens = bool(features.get("openstracking"))
+    scam = bool(features.get("preventscam"))
+    css = bool(features.get("inlinecss"))
+    if not (clicks or opens or css):
+        prepared.segments = [raw]
+        return prepared
+    parts, warnings = mime.leaves(raw)
+    prepared.warnings.extend(warnings)
+    # Longest URL a Slot can become, for the 998-octet line check.
+    worst = len(html.escape(base_url, quote=True)) + 4 + max_token_length()
+    pos = 0
+    for leaf in parts:
+        is_html = leaf.content_type == "text/html"
+        is_text = leaf.content_type == "text/plain"
+        if leaf.attachment or not (is_html and (clicks or opens or css)
+                                   or is_text and clicks and not scam):
+            continue
+        try:
+            result = _transform(raw, leaf, is_html, clicks, opens, scam, css, inliner,
+                                prepared, worst)
+        except (mime.MimeError, UnicodeError, ValueError) as exc:
+            prepared.warnings.append(f"part at byte {leaf.header_start} left unchanged: {exc}")
+            continue
+        if result is None:
+            continue
+        header, body = result
+        prepared.segments.append(raw[pos:leaf.header_start] + header)
+        prepared.segments.append(body)
+        pos = leaf.end
+    prepared.segments.append(raw[pos:])
+    prepared.segments = [s for s in prepared.segments if not isinstance(s, bytes) or s]
+    if not prepared.segments:
+        prepared.segments = [b""]
+    return prepared
+
+
+def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: bool,
+               scam: bool, css: bool, inliner: str, prepared: Prepared, worst: int):
+    """(new header block, _Body or bytes) for one leaf, or None when it stays as it is."""
+    body = raw[leaf.body_start:leaf.end]
+    codec = mime.codec_name(leaf.charset)
+    data = mime.decode_body(body, leaf.cte)
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:
+        if leaf.charset is not None:
+            raise mime.MimeError(f"body is not valid {leaf.charset}") from None
+        codec = "utf-8"  # undeclared charset: 8-bit text in the wild is nearly always UTF-8
+        text = data.decode(codec)
+    # UTF-8 and the one-byte charsets always round-trip; the multibyte ones may not.
+    if codec not in _ROUND_TRIPS and text.encode(codec) != data:
+        raise mime.MimeError(f"{codec} does not round-trip, cannot re-encode faithfully")
+    changes: list[Change] = []
+    links = list(prepared.links)
+    images = list(prepared.images)
+    changed = False
+    if is_html and css and has_style(text):
+        try:
+            crlf = "\r\n" in text
+            # The inliners write LF line ends anyway, and html5ever is faster on LF input.
+            inlined = inline_css(text.replace("\r\n", "\n") if crlf else text, inliner)
+        except Exception as exc:
+            prepared.warnings.append(
+                f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"
+            )
+        else:
+            if crlf and "\r" not in inlined:
+                # Both inliners write LF line ends; give the part back its own CRLF, or
+                # quoted-printable would have to spell every line end as =0A.
+                inlined = inlined.replace("\n", "\r\n")
+            if inlined != text:
+                text, changed = inlined, True
+                changes.append(Change("css", leaf.content_type))
+    if is_html:
+        pieces = linkmod.rewrite_html(text, links, images, changes, clicks=clicks, opens=opens,
+                                      preventscam=scam)
+    else:
+        pieces = linkmod.rewrite_text(text, links, changes)
+    if pieces is None:
+        if not changed:
+            prepared.changes.extend(changes)
+            return None
+        pieces = [text]
+    header = raw[leaf.header_start:leaf.body_start]
+    blank = _BLANK_LINE.search(header)
+    fields, sep = (header[: blank.start()], header[blank.start():]) if blank else (header, b"")
+    joined = "\0".join(p if p.__class__ is str else "" for p in pieces)
+    # Which charset and transfer encoding the new text can travel in.
+    try:
+        encoded = joined.encode(codec)
+    except UnicodeEncodeError:
+        codec = "utf-8"
+        encoded = joined.encode(codec)
+        fields = mime.set_charset(fields, "utf-8")
+        prepared.warnings.append(
+            f"part at byte {leaf.header_start}: new text not representable in "
+            f"{leaf.charset or 'us-ascii'}, switched to utf-8"
+        )
+        changes.append(Change("charset", "utf-8"))
+    cte = leaf.cte if leaf.cte in ("quoted-printable", "base64") else "7bit"
+    if cte == "7bit":
+        too_long = mime.longest_line(encoded) + worst * encoded.count(b"\0") > 998 and any(
+            len(line) + worst * line.count(b"\0") > 998 for line in encoded.split(b"\n")
+        )
+        # 8-bit text we put into a 7bit part forces QP; 8-bit text the sender already put
+        # there is the sender's choice and goes out as it came.
+        new_8bit = not encoded.isascii() and data.isascii()
+        if too_long or (new_8bit and leaf.cte not in ("8bit", "binary")):
+            cte = "quoted-printable"
+            fields = mime.set_cte(fields, cte)
+            reason = "a line over 998 octets" if too_long else "8-bit text in a 7bit part"
+            prepared.warnings.append(
+                f"part at byte {leaf.header_start}: {reason}, now quoted-printable"
+            )
+            changes.append(Change("encoding", cte))
+        else:
+            cte = leaf.cte
+    trailing = body[len(body.rstrip(b"\r\n")):]
+    part = _Body(pieces, codec, cte, mime.newline_of(body), trailing)
+    part.compile(encoded)
+    prepared.links, prepared.images = links, images
+    prepared.changes.extend(changes)
+    if all(isinstance(p, str) for p in pieces):
+        return fields + sep, part.render(None, None, None)
+    return fields + sep, part
+
+
+def render(raw: bytes, features: dict[str, bool], context: RenderContext,
+           inliner: str = "css-inline") -> Rendered:
+    """The message as delivered to one recipient, its envelope sender and any warnings."""
+    return prepare(raw, features, inliner, context.tracking_base_url).for_recipient(context)

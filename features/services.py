@@ -1,0 +1,128 @@
+"""The features seen from Django: keys from settings, render for a stored message, link lookup.
+
+Delivery calls `render_for(message, recipient)`; the tracking views call `link_for()`. A token
+names (message, recipient, index); the URL behind the index is re-derived by preparing the
+stored message again (cached per process), so no link table is written at send time and the
+tracking URLs stay short.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .links import CLICK
+from .render import Prepared, RenderContext, Rendered, prepare
+from .tokens import derive_key, parse_verp
+
+log = logging.getLogger(__name__)
+_CACHE_SIZE = 512
+_prepared: OrderedDict[int, tuple[list[str], list[str]]] = OrderedDict()
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _keys(secret_key: str) -> tuple[bytes, bytes]:
+    return derive_key(secret_key, "tracking"), derive_key(secret_key, "verp")
+
+
+def tracking_key() -> bytes:
+    return _keys(settings.SECRET_KEY)[0]
+
+
+def verp_key() -> bytes:
+    return _keys(settings.SECRET_KEY)[1]
+
+
+def context(message_id: int, recipient_id: int, mail_from: str = "",
+            recipient: str = "") -> RenderContext:
+    """A RenderContext filled from settings (tracking base URL, keys, bounce domain)."""
+    tracking, verp = _keys(settings.SECRET_KEY)
+    base = settings.TRACKING_BASE_URL
+    return RenderContext(
+        message_id=message_id, recipient_id=recipient_id, mail_from=mail_from,
+        tracking_base_url=base if base.endswith("/") else base + "/",
+        tracking_key=tracking, verp_key=verp, bounce_domain=settings.BOUNCE_DOMAIN,
+        recipient=recipient,
+    )
+
+
+def prepare_message(raw: bytes, features: dict[str, bool]) -> Prepared:
+    return prepare(raw, features, settings.CSS_INLINER, settings.TRACKING_BASE_URL)
+
+
+def render_for(message, recipient, prepared: Prepared | None = None) -> Rendered:
+    """What delivery sends to one Recipient of a stored Message (pass prepared to reuse it)."""
+    prepared = prepared or prepare_message(bytes(message.raw), message.features or {})
+    rendered = prepared.for_recipient(
+        context(message.pk, recipient.pk, message.mail_from, recipient.address)
+    )
+    for warning in rendered.warnings:
+        log.warning("render message=%s recipient=%s: %s", message.pk, recipient.pk, warning)
+    return rendered
+
+
+def link_for(message_id: int, kind: str, index: int) -> str | None:
+    """The URL behind a click (kind CLICK) or image (OPEN; "" = the pixel) index, or None."""
+    with _lock:
+        lists = _prepared.get(message_id)
+        if lists is not None:
+            _prepared.move_to_end(message_id)
+    if lists is None:
+        from relay.models import Message  # the one place features/ reads a model
+
+        row = Message.objects.filter(pk=message_id).values_list("raw", "features").first()
+        if row is None:
+            return None
+        prepared = prepare_message(bytes(row[0]), row[1] or {})
+        lists = (prepared.links, prepared.images)
+        with _lock:
+            _prepared[message_id] = lists
+            while len(_prepared) > _CACHE_SIZE:
+                _prepared.popitem(last=False)
+    urls = lists[0] if kind == CLICK else lists[1]
+    return urls[index] if 0 <= index < len(urls) else None
+
+
+def delivery_of(message_id: int, recipient_id: int) -> tuple[datetime | None] | None:
+    """(time of the recipient's latest delivery or None), or None if no such recipient.
+
+    One hand-written query: the click endpoint's budget is well under a millisecond.
+    """
+    from events.models import Event
+    from relay.models import Recipient
+
+    sql = (
+        f"SELECT (SELECT MAX(e.time) FROM {Event._meta.db_table} e"
+        f" WHERE e.recipient_id = r.id AND e.type = %s)"
+        f" FROM {Recipient._meta.db_table} r WHERE r.id = %s AND r.message_id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Event.Type.DELIVERY, recipient_id, message_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    if isinstance(value, str):  # SQLite hands back text
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return (value,)
+
+
+def forget_links() -> None:
+    """Empty the per-process link cache (tests)."""
+    with _lock:
+        _prepared.clear()
+
+
+def bounce_ids(address: str) -> tuple[int, int] | None:
+    """(message id, recipient id) of a genuine VERP address at BOUNCE_DOMAIN, else None."""
+    return parse_verp(verp_key(), address, settings.BOUNCE_DOMAIN)

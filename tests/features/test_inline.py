@@ -1,0 +1,132 @@
+"""Both CSS inliners pass the same fidelity tests (css-inline by default, premailer on request)."""
+import http.server
+import threading
+
+import pytest
+
+from features.inline import inline_css
+from features.render import prepare
+
+from .corpus import CTX, decoded, encode, message, part, parts_of
+
+INLINERS = ["css-inline", "premailer"]
+DOC = (
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n'
+    '<html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+    "<style>p { color: red; } td.cell { padding: 4px; } "
+    "@media only screen and (max-width: 600px) { td.cell { padding: 1px !important; } }</style>"
+    "</head>\n<body>\n<table><tr><td class=\"cell\"><p>Hello {{ first_name }} *|FNAME|*</p>\n"
+    '<a href="https://example.com/?u={{ user_id }}&amp;x=1">templated</a>\n'
+    '<a href="https://example.com/?a=1&amp;b=2">real</a>\n'
+    '<img src="https://img.example/s.png" width="1" height="1" alt="">\n'
+    '<!--[if mso]><v:roundrect xmlns:v="urn:schemas-microsoft-com:vml" '
+    'href="https://example.com/vml" style="height:40px"><center>Go</center></v:roundrect>'
+    "<![endif]--></td></tr></table></body></html>"
+)
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_rules_are_inlined_and_media_queries_kept(inliner):
+    out = inline_css(DOC, inliner)
+    assert 'style="color' in out and "red" in out
+    assert "@media only screen and (max-width: 600px)" in out.replace(":600px", ": 600px")
+    assert "!important" in out  # mobile overrides keep working
+    assert "<style" in out
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_doctype_mso_comments_and_placeholders_are_kept(inliner):
+    out = inline_css(DOC, inliner)
+    assert out.startswith(DOC.split("\n")[0])
+    assert "<!--[if mso]>" in out and "<![endif]-->" in out
+    assert 'href="https://example.com/vml"' in out
+    assert "{{ first_name }}" in out and "*|FNAME|*" in out
+    assert "?u={{ user_id }}&amp;x=1" in out
+    assert 'height="1"' in out
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_render_with_inlining_tracks_what_the_inliner_kept(inliner):
+    raw = message(part("text/html", DOC.encode(), "utf-8", "8bit"))
+    prepared = prepare(raw, {"inlinecss": True, "clicktracking": True, "openstracking": True},
+                       inliner=inliner)
+    out = prepared.for_recipient(CTX)
+    assert out.warnings == []
+    # Entities decoded once; the templated link is left for the sender's own system.
+    assert prepared.links == ["https://example.com/?a=1&b=2", "https://example.com/vml"]
+    assert prepared.images == ["", "https://img.example/s.png"]
+    (p,) = parts_of(out.message)
+    assert "?u={{ user_id }}&amp;x=1" in decoded(p)
+    assert [c.kind for c in prepared.changes][0] == "css"
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_inlined_parts_keep_crlf_line_ends_and_plain_quoted_printable(inliner):
+    html = ("<html><head><style>p{color:red}</style></head>\n<body>\n<p>a\nb</p>\n"
+            "</body></html>\n")
+    raw = message(part("text/html", encode(html, "utf-8", "quoted-printable"), "utf-8",
+                       "quoted-printable"))
+    out = prepare(raw, {"inlinecss": True}, inliner=inliner).for_recipient(CTX).message
+    (p,) = parts_of(out)
+    text = decoded(p)
+    assert "\r\n<body>\r\n" in text and "\n" not in text.replace("\r\n", "")
+    assert b"=0A" not in out and b"=0D" not in out
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_no_style_element_means_no_change(inliner):
+    raw = message(part("text/html", b"<p>no styles here, &nbsp;</p>", "us-ascii", "7bit"))
+    assert prepare(raw, {"inlinecss": True}, inliner=inliner).for_recipient(CTX).message == raw
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_local_files_are_never_read(inliner, tmp_path):
+    secret = tmp_path / "secret.css"
+    secret.write_text("p { color: #5ec7e7; }")
+    html = (f'<html><head><link rel="stylesheet" href="{secret}">'
+            f'<link rel="stylesheet" href="file://{secret}">'
+            f'<style>@import url("file://{secret}"); @import "{secret}"; a {{ color: red; }}'
+            "</style></head><body><p>x</p><a>y</a></body></html>")
+    out = inline_css(html, inliner)
+    assert "5ec7e7" not in out and "red" in out
+
+
+@pytest.mark.parametrize("inliner", INLINERS)
+def test_nothing_is_ever_fetched(inliner):
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = b"p { color: green; }"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/css")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        html = (f'<html><head><link rel="stylesheet" href="{base}/a.css">'
+                f'<style>@import url("{base}/b.css"); p {{ color: red; }}</style></head>'
+                f'<body><p style="background: url({base}/c.png)">x</p></body></html>')
+        out = inline_css(html, inliner)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == []
+    assert "green" not in out and "red" in out
+
+
+def test_an_unknown_inliner_is_refused_and_render_says_so():
+    with pytest.raises(ValueError):
+        inline_css("<style>p{}</style>", "nope")
+    raw = message(part("text/html", b"<style>p{color:red}</style><p>x</p>", "utf-8"))
+    out = prepare(raw, {"inlinecss": True}, inliner="nope").for_recipient(CTX)
+    assert out.message == raw and any("CSS not inlined" in w for w in out.warnings)

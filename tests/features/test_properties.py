@@ -1,0 +1,133 @@
+"""Property tests: render never raises, whatever the bytes, and changes nothing it should not."""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features import mime
+from features.render import prepare, render
+
+from .corpus import CTX, decoded, encode, lines_ok, message, multipart, part, parts_of, resolve
+from .test_render import newsletter_mixed
+
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+FEATURES = st.fixed_dictionaries({
+    name: st.booleans()
+    for name in ("clicktracking", "openstracking", "preventscam", "bouncetracking", "inlinecss")
+})
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=3000), features=FEATURES)
+def test_render_never_raises_on_random_bytes(raw, features):
+    out = render(raw, features, CTX)
+    assert isinstance(out.message, bytes) and isinstance(out.warnings, list)
+
+
+SEEDS = [
+    newsletter_mixed(),
+    message(part("text/html", b'<html><body><a href="https://e.x/?a=1&amp;b=2">x</a>'
+                 b"<style>p{color:red}</style></body></html>", "utf-8", "8bit")),
+    message(multipart("alternative", "b", part("text/plain", b"go https://e.x/", "us-ascii"),
+                      part("text/html", encode('<a href="https://e.x/">é</a>', "iso-8859-1",
+                                               "quoted-printable"), "iso-8859-1",
+                           "quoted-printable"))),
+]
+
+
+@st.composite
+def mutated(draw):
+    raw = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "delete", "insert", "truncate", "dup"]))
+        at = draw(st.integers(0, max(len(raw) - 1, 0)))
+        if op == "flip" and raw:
+            raw[at] = draw(st.integers(0, 255))
+        elif op == "delete":
+            del raw[at : at + draw(st.integers(1, 200))]
+        elif op == "insert":
+            raw[at:at] = draw(st.sampled_from([
+                b"\r\n", b"\n--mix-b\r\n", b"--alt-b--", b"<a href=", b'"', b"=", b"=\r\n",
+                b"<!--", b"-->", b"<!--[if mso]>", b"\xff\xfe", b"&amp;", b"\x00",
+                b"Content-Type: multipart/mixed; boundary=z\r\n", b"charset=utf-16",
+                b"Content-Transfer-Encoding: base64\r\n",
+            ]))
+        elif op == "truncate":
+            del raw[at:]
+        elif op == "dup":
+            raw[at:at] = raw[at : at + draw(st.integers(1, 300))]
+    return bytes(raw)
+
+
+@SETTINGS
+@given(raw=mutated(), features=FEATURES, inliner=st.sampled_from(["css-inline", "premailer"]))
+def test_render_never_raises_on_mutated_messages(raw, features, inliner):
+    prepared = prepare(raw, features, inliner)
+    out = prepared.for_recipient(CTX)
+    assert isinstance(out.message, bytes)
+    # Parts that are neither rewritten HTML nor plain text leave as they came.
+    leaves_in, _ = mime.leaves(raw)
+    if not out.warnings:
+        for leaf in leaves_in:
+            if leaf.content_type not in ("text/html", "text/plain") and leaf.end > leaf.body_start:
+                assert raw[leaf.header_start : leaf.end] in out.message
+
+
+URL_PATH = st.text(alphabet="abcxyz0129/?=.-_~%", max_size=30)
+FRAGMENTS = st.one_of(
+    st.text(alphabet="abc xyz éü€\n\t", max_size=20),
+    st.sampled_from([
+        "&amp;", "&nbsp;", "&#233;", "&", "<", "<<", "< a", "<br/>", "<p class=x>", "</p>",
+        "</a>", "<a>", "<img>", "<!-- c <a href='https://hidden/'> -->", "<!--[if mso]>",
+        "<![endif]-->", "<!--[if !mso]><!-->", "<!--<![endif]-->", "<style>a{}</style>",
+        "<script>if (a<b) {}</script>", "</body>", "<BODY>", "<title>x</title>",
+        '<div title="<a href=x>">', "<v:roundrect>", "</v:roundrect>", "<area>",
+    ]),
+    st.builds(lambda p, q, label: f'<a href={q}https://example.com/{p}{q}>{label}</a>',
+              URL_PATH, st.sampled_from(['"', "'", ""]).filter(lambda q: True),
+              st.sampled_from(["go", "example.com", "https://x.org/", "<b>b</b>", ""])),
+    st.builds(lambda p: f'<img src="http://img.example/{p}" alt="">', URL_PATH),
+    st.builds(lambda p: f'<A HREF="HTTPS://EXAMPLE.COM/{p}" data-x=1>y</A>', URL_PATH),
+    st.builds(lambda p: f'<v:roundrect href="https://vml.example/{p}">b</v:roundrect>', URL_PATH),
+    st.builds(lambda p: f'<a href="mailto:{p}@x">m</a>', URL_PATH),
+)
+
+
+@SETTINGS
+@given(
+    fragments=st.lists(FRAGMENTS, max_size=25),
+    charset=st.sampled_from(["utf-8", "windows-1252", "iso-8859-15"]),
+    cte=st.sampled_from(["8bit", "quoted-printable", "base64"]),
+    nl=st.sampled_from(["\r\n", "\n"]),
+    clicks=st.booleans(), opens=st.booleans(), scam=st.booleans(),
+)
+def test_rendered_html_decodes_to_the_input_outside_the_rewritten_values(
+    fragments, charset, cte, nl, clicks, opens, scam
+):
+    html = "".join(fragments)
+    # Unquoted values end at whitespace; keep generated unquoted hrefs well-formed.
+    text_part = part("text/plain", b"unchanged https://example.com/t", "us-ascii", "7bit")
+    html_part = part("text/html", encode(html, charset, cte, nl), charset, cte)
+    raw = message(multipart("alternative", "bb", text_part, html_part))
+    if nl == "\n":
+        raw = raw.replace(b"\r\n", b"\n")
+    features = {"clicktracking": clicks, "openstracking": opens, "preventscam": scam}
+    prepared = prepare(raw, features)
+    out = prepared.for_recipient(CTX)
+    if not (clicks or opens):
+        assert out.message == raw and out.warnings == []
+        return
+    text, html_out = parts_of(out.message)
+    assert resolve(decoded(html_out), prepared) == html.replace("\n", nl)
+    assert html_out.get_content_charset() == charset
+    if out.warnings:  # many links on one 8bit line: the one allowed change
+        assert [w.split(": ", 1)[1] for w in out.warnings] == [
+            "a line over 998 octets, now quoted-printable"]
+        assert cte == "8bit" and html_out["Content-Transfer-Encoding"] == "quoted-printable"
+    else:
+        assert html_out["Content-Transfer-Encoding"] == cte
+    sep = b"\r\n" if nl == "\r\n" else b"\n"
+    if scam or not clicks:  # the text part is not to be changed: byte-identical
+        assert text_part.replace(b"\r\n", sep) in out.message
+    else:
+        assert resolve(decoded(text), prepared, escape=False) == "unchanged https://example.com/t"
+    lines_ok(out.message)

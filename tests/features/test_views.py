@@ -1,0 +1,168 @@
+"""Click and open endpoints over HTTP: signed tokens only, Events written, machine flags."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from events.models import Event
+from features import services
+from features.tokens import CLICK, OPEN, make_token
+from features.views import PIXEL_GIF
+from relay.models import Message, Recipient
+
+from .corpus import message, part
+
+pytestmark = pytest.mark.django_db
+HTML = ('<html><body><a href="https://example.com/a?x=1&amp;y=2">Read</a> '
+        '<a href="https://example.com/b">www.example.com/b</a>'
+        '<img src="https://img.example/logo.png"></body></html>')
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    services.forget_links()
+    yield
+    services.forget_links()
+
+
+@pytest.fixture
+def sent():
+    raw = message(part("text/html", HTML.encode(), "utf-8", "8bit"))
+    msg = Message.objects.create(
+        raw=raw, mail_from="s@example.com", size=len(raw),
+        features={"clicktracking": True, "openstracking": True, "preventscam": False},
+    )
+    rcpt = Recipient.objects.create(message=msg, address="r@example.org")
+    return msg, rcpt
+
+
+def urls_in(msg, rcpt):
+    import re
+
+    body = services.render_for(msg, rcpt).message.decode()
+    return re.findall(r'(?:href|src)="http://127\.0\.0\.1:8000(/t/[co]/[A-Za-z0-9_-]+)"', body)
+
+
+def test_rendered_links_redirect_to_their_urls_and_record_clicks(client, sent):
+    msg, rcpt = sent
+    click_a, click_b, image, pixel = urls_in(msg, rcpt)
+    response = client.get(click_a, HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
+    assert response.status_code == 302
+    assert response["Location"] == "https://example.com/a?x=1&y=2"
+    assert "no-store" in response["Cache-Control"]
+    event = Event.objects.get(type="click")
+    assert (event.message_id, event.recipient_id) == (msg.pk, rcpt.pk)
+    assert event.data["url"] == "https://example.com/a?x=1&y=2"
+    assert event.data["ip"] == "198.51.100.7" and event.data["user_agent"] == BROWSER
+    assert event.flags == []
+    assert abs((timezone.now() - event.time).total_seconds()) < 60
+    assert client.get(click_b, HTTP_USER_AGENT=BROWSER)["Location"] == "https://example.com/b"
+    response = client.get(image, HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 302 and response["Location"] == "https://img.example/logo.png"
+    response = client.get(pixel, HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 200 and response["Content-Type"] == "image/gif"
+    assert response.content == PIXEL_GIF and "no-store" in response["Cache-Control"]
+    assert Event.objects.filter(type="open").count() == 2
+    assert Event.objects.filter(type="click").count() == 2
+
+
+def test_the_endpoints_need_no_sign_in_and_survive_a_cold_cache(client, sent):
+    msg, rcpt = sent
+    click_a = urls_in(msg, rcpt)[0]
+    services.forget_links()
+    assert client.get(click_a).status_code == 302
+
+
+def tampered(token: str) -> list[str]:
+    flip = "A" if token[5] != "A" else "B"
+    return [token[:5] + flip + token[6:], token[:-1], token[:12], token + "x", "", "x" * 27,
+            token.swapcase()]
+
+
+def test_tampered_truncated_or_unknown_tokens_get_404_and_no_event(client, sent):
+    msg, rcpt = sent
+    key = services.tracking_key()
+    first = "https://example.com/a?x=1&y=2"
+    token = make_token(key, CLICK, msg.pk, rcpt.pk, 0, first)
+    bad = tampered(token) + [
+        make_token(key, CLICK, msg.pk + 1000, rcpt.pk, 0, first),  # no such message
+        make_token(key, CLICK, msg.pk, rcpt.pk + 1000, 0, first),  # no such recipient
+        make_token(key, CLICK, msg.pk, rcpt.pk, 99, first),  # no such link
+        make_token(key, CLICK, msg.pk, rcpt.pk, 0, "https://evil.example/"),  # other URL
+        make_token(key, OPEN, msg.pk, rcpt.pk, 0, first),  # an open token on the click endpoint
+    ]
+    for t in bad:
+        response = client.get(f"/t/c/{t}")
+        assert response.status_code == 404, t
+        assert "Location" not in response
+    click_as_open = make_token(key, CLICK, msg.pk, rcpt.pk, 0, first)
+    assert client.get(f"/t/o/{click_as_open}").status_code == 404
+    assert not Event.objects.exists()
+    assert client.get(f"/t/c/{token}").status_code == 302
+
+
+def test_a_link_list_that_derives_differently_gives_404_not_another_link(client, sent):
+    msg, rcpt = sent
+    click_a = urls_in(msg, rcpt)[0]
+    # Say an upgrade changed what is tracked: index 0 now names another URL.
+    msg.raw = msg.raw.replace(b"https://example.com/a?x=1&amp;y=2", b"https://other.example/")
+    msg.save()
+    services.forget_links()
+    response = client.get(click_a)
+    assert response.status_code == 404 and "Location" not in response
+    assert not Event.objects.exists()
+
+
+def test_another_messages_recipient_is_refused(client, sent):
+    msg, _ = sent
+    other = Message.objects.create(raw=b"Subject: x\r\n\r\nx", features={})
+    stranger = Recipient.objects.create(message=other, address="x@example.org")
+    token = make_token(services.tracking_key(), CLICK, msg.pk, stranger.pk, 0,
+                       "https://example.com/a?x=1&y=2")
+    assert client.get(f"/t/c/{token}").status_code == 404
+
+
+def test_post_is_not_allowed(client, sent):
+    msg, rcpt = sent
+    assert client.post(urls_in(msg, rcpt)[0]).status_code == 405
+
+
+@pytest.mark.parametrize("agent, method, flags", [
+    (BROWSER, "get", []),
+    (BROWSER, "head", ["head"]),
+    ("", "get", ["no-user-agent"]),
+    ("Mozilla/5.0 (compatible; Barracuda Sentinel)", "get", ["scanner"]),
+    ("Microsoft Office SafeLinks", "get", ["scanner"]),
+    ("python-requests/2.31", "get", ["scanner"]),
+    ("Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+     "get", ["proxy"]),
+])
+def test_machine_clicks_are_flagged_not_dropped(client, sent, agent, method, flags):
+    msg, rcpt = sent
+    response = getattr(client, method)(urls_in(msg, rcpt)[0], HTTP_USER_AGENT=agent)
+    assert response.status_code == 302
+    assert Event.objects.get(type="click").flags == flags
+
+
+def test_a_click_right_after_delivery_is_flagged_fast(client, sent):
+    msg, rcpt = sent
+    url = urls_in(msg, rcpt)[0]
+    old = Event.objects.create(type="delivery", message=msg, recipient=rcpt)
+    Event.objects.filter(pk=old.pk).update(time=timezone.now() - timedelta(hours=1))
+    client.get(url, HTTP_USER_AGENT=BROWSER)
+    assert Event.objects.filter(type="click").latest("id").flags == []
+    Event.objects.create(type="delivery", message=msg, recipient=rcpt)  # just now
+    client.get(url, HTTP_USER_AGENT=BROWSER)
+    assert Event.objects.filter(type="click").latest("id").flags == ["fast"]
+
+
+def test_bounce_ids_reads_only_genuine_verp_addresses(sent, settings):
+    msg, rcpt = sent
+    settings.BOUNCE_DOMAIN = "bounces.example.net"
+    msg.features = {"bouncetracking": True}
+    out = services.render_for(msg, rcpt)
+    assert out.envelope_sender.endswith("@bounces.example.net")
+    assert services.bounce_ids(out.envelope_sender) == (msg.pk, rcpt.pk)
+    assert services.bounce_ids(out.envelope_sender.replace("@", "1@")) is None
+
