@@ -5,6 +5,7 @@ skip the audit log and no caller handles a hash itself.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # No vowels or look-alikes: generated usernames never spell words or confuse readers.
 _USERNAME_ALPHABET = "bcdfghjkmnpqrstvwxz23456789"
 Action = AuditEntry.Action
+log = logging.getLogger("credentials.audit")
 
 
 def generate_password() -> str:
@@ -44,10 +46,16 @@ def _audit(
     after: dict | None = None,
     details: dict | None = None,
 ) -> AuditEntry:
+    actor_name = actor.get_username() if actor is not None else "system"
+    # Names, action and address only: passwords and hashes never reach a log line.
+    log.info(
+        "login %s of %s: %s by %s from %s",
+        login.username, login.owner.get_username(), action, actor_name, ip or "-",
+    )
     return AuditEntry.objects.create(
         action=action,
         actor=actor if actor is not None and actor.pk else None,
-        actor_name=actor.get_username() if actor is not None else "system",
+        actor_name=actor_name,
         owner=login.owner,
         owner_name=login.owner.get_username(),
         login=login if login.pk else None,
