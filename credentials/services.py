@@ -5,10 +5,12 @@ skip the audit log and no caller handles a hash itself.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import secrets
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
@@ -22,6 +24,8 @@ _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 _USERNAME_ALPHABET = "bcdfghjkmnpqrstvwxz23456789"
 Action = AuditEntry.Action
 log = logging.getLogger("credentials.audit")
+# Who is deleting users right now, for the audit entries of their logins (see receivers.py).
+_acting: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("acting", default=None)
 
 
 def generate_password() -> str:
@@ -167,9 +171,33 @@ def reset_password(login: Login, *, actor, ip: str | None = None) -> str:
 
 
 @transaction.atomic
-def delete_login(login: Login, *, actor, ip: str | None = None) -> None:
-    _audit(Action.DELETED, login, actor, ip, before=login.featureset())
+def delete_login(
+    login: Login, *, actor, ip: str | None = None, details: dict | None = None
+) -> None:
+    _audit(Action.DELETED, login, actor, ip, before=login.featureset(), details=details)
     login.delete()
+
+
+@contextlib.contextmanager
+def acting(actor, ip: str | None = None) -> Iterator[None]:
+    """Name the actor and address for deletions that happen deeper down (a user's logins)."""
+    token = _acting.set((actor, ip))
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def delete_logins_of(owner) -> int:
+    """Delete every login of ``owner`` through delete_login (audited), before the owner goes.
+
+    The actor is the one named with ``acting()`` (the admin does), else "system".
+    """
+    actor, ip = _acting.get() or (None, None)
+    logins = list(Login.objects.filter(owner=owner).select_related("owner"))
+    for login in logins:
+        delete_login(login, actor=actor, ip=ip, details={"reason": "owner deleted"})
+    return len(logins)
 
 
 def verify_password(login: Login, password: str) -> bool:
