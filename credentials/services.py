@@ -81,6 +81,17 @@ def check_feature_names(names: Iterable[str]) -> list[str]:
     return names
 
 
+def check_description(description: str) -> str:
+    """The description if it fits the column; ValueError otherwise (PostgreSQL would refuse it
+    with a DataError, SQLite would store it silently)."""
+    limit = Login._meta.get_field("description").max_length
+    if len(description) > limit:
+        raise ValueError(
+            f"description has {len(description)} characters; at most {limit} are allowed"
+        )
+    return description
+
+
 @transaction.atomic
 def create_login(
     owner,
@@ -92,6 +103,7 @@ def create_login(
 ) -> tuple[Login, str]:
     """Create a login for ``owner``; returns it and its password (the only time it is known)."""
     enabled = set(check_feature_names(features))
+    check_description(description)
     password = generate_password()
     login = Login(
         owner=owner,
@@ -125,6 +137,7 @@ def update_login(
     entries = []
     login = Login.objects.select_for_update().get(pk=login.pk)
     if description is not None and description != login.description:
+        check_description(description)
         old = login.description
         login.description = description
         login.save(update_fields=["description", "updated"])

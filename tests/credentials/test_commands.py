@@ -1,0 +1,85 @@
+"""Management commands: createlogin, logins, ensureadmin, as provisioning scripts call them."""
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from credentials import services
+from credentials.models import AuditEntry, Login
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+# --- createlogin -----------------------------------------------------------------------------
+
+def test_createlogin_prints_a_password_that_works(alice):
+    out, err = run("createlogin", "--owner", "alice", "--features", "clicktracking,inlinecss",
+                   "--description", "provisioned")
+    fields = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    login = Login.objects.get(owner=alice)
+    assert fields["username"] == login.username
+    assert len(fields["password"]) >= 24
+    assert services.authenticate(login.username, fields["password"]) == login
+    assert fields["features"] == "clicktracking, inlinecss"
+    assert login.description == "provisioned"
+    assert "shown only now" in err
+    assert login.password_hash not in out + err and "argon2" not in out + err
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.actor, entry.owner_name) == ("created", alice, "alice")
+
+
+def test_createlogin_json_is_one_object_for_scripts(alice):
+    out, _ = run("createlogin", "--owner", "alice", "--features", "bouncetracking", "--json")
+    data = json.loads(out)
+    assert set(data) == {"username", "password", "owner", "features", "description"}
+    assert (data["owner"], data["features"], data["description"]) == (
+        "alice", ["bouncetracking"], "")
+    login = Login.objects.get(username=data["username"])
+    assert services.authenticate(data["username"], data["password"]) == login
+    assert "argon2" not in out
+
+
+def test_createlogin_without_features_has_all_off(alice):
+    out, _ = run("createlogin", "--owner", "alice")
+    assert "features: (none)" in out
+    assert Login.objects.get().enabled_features() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--owner", "nobody"], "no user named 'nobody'"),
+        (["--owner", ""], "no user named ''"),
+        (["--owner", "alice", "--features", "clicktracking,teleport"],
+         "unknown feature(s): teleport"),
+        (["--owner", "alice", "--description", "x" * 201],
+         "description has 201 characters; at most 200 are allowed"),
+    ],
+)
+def test_createlogin_refuses_bad_input_with_a_command_error(alice, args, message):
+    with pytest.raises(CommandError) as exc:
+        run("createlogin", *args)
+    assert message in str(exc.value)
+    assert not Login.objects.exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_createlogin_takes_a_description_of_exactly_the_limit(alice):
+    run("createlogin", "--owner", "alice", "--description", "y" * 200)
+    assert Login.objects.get().description == "y" * 200
+
+
+def test_services_refuse_over_long_descriptions_for_every_caller(alice, alice_login):
+    with pytest.raises(ValueError, match="at most 200"):
+        services.create_login(alice, description="z" * 201)
+    with pytest.raises(ValueError, match="at most 200"):
+        services.update_login(alice_login, actor=alice, description="z" * 201)
+    alice_login.refresh_from_db()
+    assert alice_login.description == "shop"
