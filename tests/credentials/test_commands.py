@@ -3,6 +3,8 @@ import io
 import json
 
 import pytest
+from django.contrib.auth import authenticate as dashboard_authenticate
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from credentials import services
@@ -83,3 +85,30 @@ def test_services_refuse_over_long_descriptions_for_every_caller(alice, alice_lo
         services.update_login(alice_login, actor=alice, description="z" * 201)
     alice_login.refresh_from_db()
     assert alice_login.description == "shop"
+
+
+# --- ensureadmin -----------------------------------------------------------------------------
+
+def test_ensureadmin_creates_a_superuser_once_with_a_working_password():
+    User = get_user_model()
+    out, _ = run("ensureadmin")
+    password = out.split("password: ", 1)[1].strip()
+    assert "username: admin" in out
+    assert len(password) >= 24
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    assert dashboard_authenticate(username="admin", password=password) == admin
+    assert admin.password.startswith("argon2")  # the tests' quick argon2 hasher
+
+    again, _ = run("ensureadmin")
+    assert User.objects.count() == 1
+    assert password not in again and "password: " not in again
+    assert "exists already (admin)" in again
+    assert "python manage.py changepassword admin" in again
+    assert dashboard_authenticate(username="admin", password=password) == admin
+
+
+def test_ensureadmin_names_the_existing_superuser_for_recovery(admin_user):
+    out, _ = run("ensureadmin", "--username", "root")
+    assert not get_user_model().objects.filter(username="root").exists()
+    assert f"changepassword {admin_user.username}" in out
