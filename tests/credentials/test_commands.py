@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from credentials import services
-from credentials.models import AuditEntry, Login
+from credentials.models import FEATURE_NAMES, AuditEntry, Login
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,53 @@ def test_services_refuse_over_long_descriptions_for_every_caller(alice, alice_lo
         services.update_login(alice_login, actor=alice, description="z" * 201)
     alice_login.refresh_from_db()
     assert alice_login.description == "shop"
+
+
+# --- logins ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def fleet(alice, bob):
+    a, _ = services.create_login(alice, features=["clicktracking", "inlinecss"], description="shop")
+    b, _ = services.create_login(bob, features=["openstracking"], description="bob's app")
+    services.set_enabled(b, False, actor=bob)
+    return a, Login.objects.get(pk=b.pk)
+
+
+def test_logins_lists_every_login_with_its_features(fleet):
+    a, b = fleet
+    out, _ = run("logins")
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert lines[0] == ["username", "owner", "enabled", *FEATURE_NAMES, "last used",
+                        "description"]
+    rows = {cells[0]: cells for cells in lines[1:]}
+    assert rows[a.username] == [a.username, "alice", "yes", "on", "-", "-", "-", "on", "never",
+                                "shop"]
+    assert rows[b.username] == [b.username, "bob", "no", "-", "on", "-", "-", "-", "never",
+                                "bob's app"]
+    for login in fleet:
+        assert login.password_hash not in out
+    assert "argon2" not in out
+
+
+def test_logins_json_and_owner_filter(fleet):
+    a, b = fleet
+    out, _ = run("logins", "--json", "--owner", "alice")
+    data = json.loads(out)
+    assert [row["username"] for row in data] == [a.username]
+    assert data[0]["features"] == ["clicktracking", "inlinecss"]
+    assert (data[0]["owner"], data[0]["enabled"], data[0]["last_used"]) == ("alice", True, None)
+    assert not any("hash" in key or "password" in key for key in data[0])
+    everyone = run("logins", "--json")[0]
+    assert {row["username"] for row in json.loads(everyone)} == {a.username, b.username}
+    assert "argon2" not in everyone and b.password_hash not in everyone
+
+
+def test_logins_of_an_owner_without_logins_is_just_the_header(fleet, django_user_model):
+    django_user_model.objects.create_user("carol")
+    out, _ = run("logins", "--owner", "carol")
+    assert out.strip().splitlines() == ["\t".join(["username", "owner", "enabled", *FEATURE_NAMES,
+                                                   "last used", "description"])]
+    assert json.loads(run("logins", "--owner", "carol", "--json")[0]) == []
 
 
 # --- ensureadmin -----------------------------------------------------------------------------
