@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from . import services
 from .clientip import client_ip
@@ -65,3 +67,21 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class AuditedUserAdmin(UserAdmin):
+    """Django's user admin, naming the staff member who deletes a user in the audit entries of
+    that user's logins (the deletion itself is audited by receivers.py either way)."""
+
+    def delete_model(self, request, obj) -> None:
+        with services.acting(request.user, client_ip(request)):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with services.acting(request.user, client_ip(request)):
+            super().delete_queryset(request, queryset)
+
+
+if admin.site.is_registered(get_user_model()):
+    admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), AuditedUserAdmin)

@@ -5,9 +5,12 @@ skip the audit log and no caller handles a hash itself.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
 import secrets
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
@@ -20,6 +23,9 @@ _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # No vowels or look-alikes: generated usernames never spell words or confuse readers.
 _USERNAME_ALPHABET = "bcdfghjkmnpqrstvwxz23456789"
 Action = AuditEntry.Action
+log = logging.getLogger("credentials.audit")
+# Who is deleting users right now, for the audit entries of their logins (see receivers.py).
+_acting: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("acting", default=None)
 
 
 def generate_password() -> str:
@@ -44,10 +50,16 @@ def _audit(
     after: dict | None = None,
     details: dict | None = None,
 ) -> AuditEntry:
+    actor_name = actor.get_username() if actor is not None else "system"
+    # Names, action and address only: passwords and hashes never reach a log line.
+    log.info(
+        "login %s of %s: %s by %s from %s",
+        login.username, login.owner.get_username(), action, actor_name, ip or "-",
+    )
     return AuditEntry.objects.create(
         action=action,
         actor=actor if actor is not None and actor.pk else None,
-        actor_name=actor.get_username() if actor is not None else "system",
+        actor_name=actor_name,
         owner=login.owner,
         owner_name=login.owner.get_username(),
         login=login if login.pk else None,
@@ -69,6 +81,17 @@ def check_feature_names(names: Iterable[str]) -> list[str]:
     return names
 
 
+def check_description(description: str) -> str:
+    """The description if it fits the column; ValueError otherwise (PostgreSQL would refuse it
+    with a DataError, SQLite would store it silently)."""
+    limit = Login._meta.get_field("description").max_length
+    if len(description) > limit:
+        raise ValueError(
+            f"description has {len(description)} characters; at most {limit} are allowed"
+        )
+    return description
+
+
 @transaction.atomic
 def create_login(
     owner,
@@ -80,6 +103,7 @@ def create_login(
 ) -> tuple[Login, str]:
     """Create a login for ``owner``; returns it and its password (the only time it is known)."""
     enabled = set(check_feature_names(features))
+    check_description(description)
     password = generate_password()
     login = Login(
         owner=owner,
@@ -113,6 +137,7 @@ def update_login(
     entries = []
     login = Login.objects.select_for_update().get(pk=login.pk)
     if description is not None and description != login.description:
+        check_description(description)
         old = login.description
         login.description = description
         login.save(update_fields=["description", "updated"])
@@ -159,9 +184,33 @@ def reset_password(login: Login, *, actor, ip: str | None = None) -> str:
 
 
 @transaction.atomic
-def delete_login(login: Login, *, actor, ip: str | None = None) -> None:
-    _audit(Action.DELETED, login, actor, ip, before=login.featureset())
+def delete_login(
+    login: Login, *, actor, ip: str | None = None, details: dict | None = None
+) -> None:
+    _audit(Action.DELETED, login, actor, ip, before=login.featureset(), details=details)
     login.delete()
+
+
+@contextlib.contextmanager
+def acting(actor, ip: str | None = None) -> Iterator[None]:
+    """Name the actor and address for deletions that happen deeper down (a user's logins)."""
+    token = _acting.set((actor, ip))
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+def delete_logins_of(owner) -> int:
+    """Delete every login of ``owner`` through delete_login (audited), before the owner goes.
+
+    The actor is the one named with ``acting()`` (the admin does), else "system".
+    """
+    actor, ip = _acting.get() or (None, None)
+    logins = list(Login.objects.filter(owner=owner).select_related("owner"))
+    for login in logins:
+        delete_login(login, actor=actor, ip=ip, details={"reason": "owner deleted"})
+    return len(logins)
 
 
 def verify_password(login: Login, password: str) -> bool:

@@ -12,7 +12,6 @@ urlpatterns = [
     path("logins/<int:login_id>/edit/", views.login_edit, name="login_edit"),
     path("logins/<int:login_id>/enabled/", views.login_set_enabled, name="login_set_enabled"),
     path("logins/<int:login_id>/reset/", views.login_reset, name="login_reset"),
-    path("logins/<int:login_id>/password/", views.login_password, name="login_password"),
     path("logins/<int:login_id>/delete/", views.login_delete, name="login_delete"),
     path("connect/", views.connect, name="connect"),
     path("audit/", views.audit_logins, name="audit_logins"),

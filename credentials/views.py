@@ -22,15 +22,13 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import services, snippets
+from . import onetime, services, snippets
 from .clientip import client_ip
 from .forms import AuditFilterForm, LoginFilterForm, LoginForm, SigninForm, any_filter
 from .models import FEATURES, AuditEntry, Login
 from .reports import write_logins_csv
 
 AUDIT_PAGE_SIZE = 50
-# Session key under which a new password waits for the one page view that shows it.
-_NEW_PASSWORD = "credentials:new-password:{}"
 
 
 # --- account ---------------------------------------------------------------------------------
@@ -68,9 +66,22 @@ def _own_login(request: HttpRequest, login_id: int) -> Login:
     return get_object_or_404(Login, pk=login_id, owner=request.user)
 
 
-def _hand_over_password(request: HttpRequest, login: Login, password: str):
-    request.session[_NEW_PASSWORD.format(login.pk)] = password
-    return redirect("login_password", login_id=login.pk)
+def _show_password(request: HttpRequest, login: Login, password: str) -> HttpResponse:
+    # The password goes into this one response and nowhere else: not the session, not a cache
+    # (the views are never_cache, so no-store), not a URL. A GET of this URL shows the form.
+    context = {"login": login, "password": password}
+    return render(request, "credentials/login_password.html", context)
+
+
+def _already_sent(request: HttpRequest, login: Login | None = None) -> HttpResponse:
+    # A reload of the password page re-POSTs its form: create or reset nothing a second time.
+    what = f"the password of {login.username}" if login else "the new login's password"
+    messages.info(
+        request,
+        f"This form was sent already; {what} was shown once and is not stored. "
+        "Reset the password to get a new one.",
+    )
+    return redirect("logins")
 
 
 def logins(request: HttpRequest) -> HttpResponse:
@@ -78,10 +89,14 @@ def logins(request: HttpRequest) -> HttpResponse:
     return render(request, "credentials/logins.html", {"logins": items, "features": FEATURES})
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def login_create(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and not onetime.is_fresh(request):
+        return _already_sent(request)
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        onetime.use(request)
         login, password = services.create_login(
             request.user,
             features=form.enabled_features(),
@@ -90,8 +105,11 @@ def login_create(request: HttpRequest) -> HttpResponse:
             ip=client_ip(request),
         )
         messages.success(request, f"Login {login.username} created.")
-        return _hand_over_password(request, login, password)
-    return render(request, "credentials/login_form.html", {"form": form, "login": None})
+        return _show_password(request, login, password)
+    # An invalid form keeps its token: the corrected form is still its first submission.
+    once = request.POST[onetime.FIELD] if request.method == "POST" else onetime.issue(request)
+    context = {"form": form, "login": None, "once": once}
+    return render(request, "credentials/login_form.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -128,30 +146,19 @@ def login_set_enabled(request: HttpRequest, login_id: int) -> HttpResponse:
     return redirect("logins")
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def login_reset(request: HttpRequest, login_id: int) -> HttpResponse:
     login = _own_login(request, login_id)
     if request.method == "POST":
+        if not onetime.is_fresh(request):
+            return _already_sent(request, login)
+        onetime.use(request)
         password = services.reset_password(login, actor=request.user, ip=client_ip(request))
         messages.success(request, f"Login {login.username} has a new password.")
-        return _hand_over_password(request, login, password)
-    return render(request, "credentials/login_reset.html", {"login": login})
-
-
-@never_cache
-def login_password(request: HttpRequest, login_id: int) -> HttpResponse:
-    """Shows a new password once: it is taken out of the session as it is shown."""
-    login = _own_login(request, login_id)
-    password = request.session.pop(_NEW_PASSWORD.format(login.pk), None)
-    if password is None:
-        messages.info(
-            request,
-            f"The password of {login.username} was shown once and is not stored. "
-            "Reset it to get a new one.",
-        )
-        return redirect("logins")
-    context = {"login": login, "password": password}
-    return render(request, "credentials/login_password.html", context)
+        return _show_password(request, login, password)
+    context = {"login": login, "once": onetime.issue(request)}
+    return render(request, "credentials/login_reset.html", context)
 
 
 @require_http_methods(["GET", "POST"])

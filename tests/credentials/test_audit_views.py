@@ -11,6 +11,8 @@ from credentials import services
 from credentials.models import FEATURE_NAMES, AuditEntry
 from credentials.reports import CSV_HEADER
 
+from .test_views_logins import once_token
+
 pytestmark = pytest.mark.django_db
 
 
@@ -95,13 +97,15 @@ def test_csv_export_uses_the_same_filters(staff_client, fleet):
 
 
 def test_audit_log_shows_every_action_done_through_the_dashboard(alice, alice_client, staff_client):
-    alice_client.post("/logins/new/", {"description": "x", "clicktracking": "on"},
+    alice_client.post("/logins/new/", {"description": "x", "clicktracking": "on",
+                                       "once": once_token(alice_client, "/logins/new/")},
                       REMOTE_ADDR="192.0.2.50")
     login = alice.smtp_logins.get()
     alice_client.post(f"/logins/{login.pk}/edit/", {"description": "y", "openstracking": "on"})
     alice_client.post(f"/logins/{login.pk}/enabled/", {"enabled": "false"})
     alice_client.post(f"/logins/{login.pk}/enabled/", {"enabled": "true"})
-    alice_client.post(f"/logins/{login.pk}/reset/")
+    reset_url = f"/logins/{login.pk}/reset/"
+    alice_client.post(reset_url, {"once": once_token(alice_client, reset_url)})
     alice_client.post(f"/logins/{login.pk}/delete/")
     expected = {choice for choice, _ in AuditEntry.Action.choices}
     assert set(AuditEntry.objects.values_list("action", flat=True)) == expected

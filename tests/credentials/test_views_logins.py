@@ -1,9 +1,11 @@
 """The customer's Logins pages: every action, its audit entry, its message, CSRF."""
+import logging
 import re
 
 import pytest
 from django.contrib.auth.hashers import check_password
 from django.contrib.messages import get_messages
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
@@ -24,6 +26,20 @@ def shown_password(html: str) -> str:
     match = re.search(r'<code id="new-password" class="password">([^<]+)</code>', html)
     assert match, "no password on the page"
     return match.group(1)
+
+
+def once_token(client, url: str) -> str:
+    """The one-time token of the form at ``url`` (create or reset)."""
+    html = client.get(url).content.decode()
+    match = re.search(r'name="once" value="([^"]+)"', html)
+    assert match, "no one-time token in the form"
+    return match.group(1)
+
+
+def stored_sessions() -> str:
+    """Everything every session row holds, decoded: where a password must never be."""
+    return repr([s.get_decoded() for s in Session.objects.all()]) + repr(
+        list(Session.objects.values_list("session_data", flat=True)))
 
 
 def test_logins_page_shows_each_login_with_its_features_as_columns(alice_client, alice):
@@ -61,37 +77,94 @@ def test_create_form_shows_feature_help_texts(alice_client):
 
 
 def test_create_shows_the_password_exactly_once(alice_client, alice):
+    url = reverse("login_create")
+    token = once_token(alice_client, url)
     response = alice_client.post(
-        reverse("login_create"),
-        {"description": "newsletter", "clicktracking": "on", "bouncetracking": "on"},
+        url,
+        {"description": "newsletter", "clicktracking": "on", "bouncetracking": "on",
+         "once": token},
         REMOTE_ADDR="198.51.100.4",
     )
     login = Login.objects.get(owner=alice)
-    assert response.status_code == 302
-    assert response["Location"] == reverse("login_password", args=[login.pk])
+    # The password is in the answer to the POST itself: no redirect, nothing to fetch later.
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
     assert login.enabled_features() == ["clicktracking", "bouncetracking"]
     assert login.description == "newsletter"
-
-    first = alice_client.get(response["Location"])
-    assert first.status_code == 200
-    assert "no-store" in first["Cache-Control"]
-    password = shown_password(first.content.decode())
+    password = shown_password(response.content.decode())
     assert len(password) >= 24
     assert check_password(password, login.password_hash)
     assert services.authenticate(login.username, password) == login
-    assert f"Login {login.username} created." in first.content.decode()
+    assert f"Login {login.username} created." in response.content.decode()
 
-    second = alice_client.get(response["Location"], follow=True)
-    assert password not in second.content.decode()
-    assert "was shown once" in second.content.decode()
+    # Stored nowhere readable: no session row holds it, nor the login row, nor the audit log.
+    assert password not in stored_sessions()
+    assert password not in repr(list(Login.objects.values()))
+    assert password not in repr(list(AuditEntry.objects.values()))
+
+    # A GET of the same URL (back, address bar) shows the empty form, not the password.
+    again = alice_client.get(url)
+    assert again.status_code == 200
+    assert password not in again.content.decode()
+    assert 'id="new-password"' not in again.content.decode()
 
     entry = AuditEntry.objects.get()
     assert (entry.action, entry.actor, entry.ip) == ("created", alice, "198.51.100.4")
     assert entry.features_after["bouncetracking"] is True
 
 
+def test_reloading_the_password_page_creates_no_second_login(alice_client, alice):
+    url = reverse("login_create")
+    data = {"description": "once", "inlinecss": "on", "once": once_token(alice_client, url)}
+    first = alice_client.post(url, data)
+    password = shown_password(first.content.decode())
+    # A browser reload re-POSTs the same form, token and all.
+    reload = alice_client.post(url, data, follow=True)
+    html = reload.content.decode()
+    assert Login.objects.filter(owner=alice).count() == 1
+    assert 'id="new-password"' not in html and password not in html
+    assert "sent already" in html and "shown once and is not stored" in html
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == ["created"]
+
+
+def test_create_without_a_form_token_creates_nothing(alice_client, alice):
+    response = alice_client.post(reverse("login_create"), {"description": "x", "once": "forged"})
+    assert response.status_code == 302
+    assert not Login.objects.exists()
+
+
+def test_invalid_form_keeps_its_token_for_the_corrected_submission(alice_client, alice):
+    url = reverse("login_create")
+    token = once_token(alice_client, url)
+    bad = alice_client.post(url, {"description": "x" * 201, "once": token})
+    assert bad.status_code == 200 and f'value="{token}"' in bad.content.decode()
+    good = alice_client.post(url, {"description": "ok", "once": token})
+    assert good.status_code == 200 and 'id="new-password"' in good.content.decode()
+    assert Login.objects.filter(owner=alice).count() == 1
+
+
+def test_no_password_in_any_log_line(alice_client, alice, caplog):
+    caplog.set_level(logging.DEBUG)
+    url = reverse("login_create")
+    created = alice_client.post(url, {"description": "logs", "once": once_token(alice_client, url)})
+    first = shown_password(created.content.decode())
+    login = Login.objects.get(owner=alice)
+    reset_url = reverse("login_reset", args=[login.pk])
+    reset = alice_client.post(reset_url, {"once": once_token(alice_client, reset_url)})
+    second = shown_password(reset.content.decode())
+    audit_lines = [r.getMessage() for r in caplog.records if r.name == "credentials.audit"]
+    assert audit_lines == [f"login {login.username} of alice: created by alice from 127.0.0.1",
+                           f"login {login.username} of alice: password_reset by alice "
+                           "from 127.0.0.1"]
+    logged = "\n".join(r.getMessage() + repr(r.args) + repr(r.__dict__) for r in caplog.records)
+    assert first not in logged and second not in logged
+    assert login.password_hash not in logged
+
+
 def test_create_with_too_long_description_shows_error_next_to_field(alice_client):
-    response = alice_client.post(reverse("login_create"), {"description": "x" * 201})
+    url = reverse("login_create")
+    token = once_token(alice_client, url)
+    response = alice_client.post(url, {"description": "x" * 201, "once": token})
     assert response.status_code == 200
     html = response.content.decode()
     assert 'class="field has-error"' in html
@@ -162,24 +235,33 @@ def test_reset_password_confirms_then_shows_new_password_once(alice_client, alic
     alice_login.refresh_from_db()
     assert alice_login.password_hash == old_hash  # a GET changes nothing
 
-    response = alice_client.post(url, REMOTE_ADDR="192.0.2.33")
-    assert response.status_code == 302
-    page = alice_client.get(response["Location"])
+    token = re.search(r'name="once" value="([^"]+)"', confirm.content.decode()).group(1)
+    page = alice_client.post(url, {"once": token}, REMOTE_ADDR="192.0.2.33")
+    assert page.status_code == 200
+    assert "no-store" in page["Cache-Control"]
     password = shown_password(page.content.decode())
     alice_login.refresh_from_db()
     assert alice_login.password_hash != old_hash
     assert services.authenticate(alice_login.username, password) == alice_login
-    again = alice_client.get(response["Location"], follow=True)
-    assert password not in again.content.decode()
+    assert password not in stored_sessions()
+
+    # A GET of the URL asks again; a reload (re-POST) resets nothing and shows nothing.
+    assert password not in alice_client.get(url).content.decode()
+    new_hash = alice_login.password_hash
+    reload = alice_client.post(url, {"once": token}, follow=True)
+    assert 'id="new-password"' not in reload.content.decode()
+    assert "sent already" in reload.content.decode()
+    alice_login.refresh_from_db()
+    assert alice_login.password_hash == new_hash
     entry = AuditEntry.objects.latest("id")
     assert (entry.action, entry.ip) == ("password_reset", "192.0.2.33")
     assert password not in repr(entry.details)
+    assert AuditEntry.objects.filter(action="password_reset").count() == 1
 
 
-def test_password_page_without_a_new_password_shows_nothing(alice_client, alice_login):
-    response = alice_client.get(reverse("login_password", args=[alice_login.pk]))
-    assert response.status_code == 302
-    assert response["Location"] == reverse("logins")
+def test_the_old_password_page_url_is_gone(alice_client, alice_login):
+    response = alice_client.get(f"/logins/{alice_login.pk}/password/")
+    assert response.status_code == 404
 
 
 def test_delete_asks_then_deletes_with_audit(alice_client, alice, alice_login):
@@ -217,9 +299,10 @@ def test_create_and_delete_work_with_the_csrf_token_from_the_form(alice):
     client = signed_in(alice, enforce_csrf_checks=True)
     form = client.get(reverse("login_create")).content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    once = re.search(r'name="once" value="([^"]+)"', form).group(1)
     response = client.post(reverse("login_create"),
-                           {"csrfmiddlewaretoken": token, "inlinecss": "on"})
-    assert response.status_code == 302
+                           {"csrfmiddlewaretoken": token, "inlinecss": "on", "once": once})
+    assert response.status_code == 200
     login = Login.objects.get()
     assert login.enabled_features() == ["inlinecss"]
     response = client.post(reverse("login_delete", args=[login.pk]),

@@ -4,6 +4,7 @@ import os
 import re
 
 import pytest
+from django.contrib.sessions.models import Session
 
 from credentials import services
 from credentials.models import Login
@@ -45,9 +46,9 @@ def test_customer_creates_login_and_staff_sees_the_change(
     page.check("#id_inlinecss")
     page.click("button:has-text('Create login')")
 
-    # The password, exactly once, with a copy button that really copies it.
-    page.wait_for_url(re.compile(r"/logins/\d+/password/$"))
-    password_url = page.url
+    # The password, exactly once, in the answer to the POST (its URL is the form's URL), with a
+    # copy button that really copies it.
+    assert page.url == f"{base}/logins/new/"
     password = page.locator("#new-password").inner_text().strip()
     username = page.locator("#new-username").inner_text().strip()
     assert len(password) >= 24
@@ -56,17 +57,23 @@ def test_customer_creates_login_and_staff_sees_the_change(
     page.click("button[data-copy='#new-password']")
     assert page.evaluate("navigator.clipboard.readText()") == password
     assert page.locator(".message-success").inner_text() == f"Login {username} created."
+    # Not in any session row: the server keeps it nowhere.
+    assert not [s for s in Session.objects.all() if password in repr(s.get_decoded())]
 
-    page.click("a:has-text('I have saved it')")
+    # A reload re-sends the form: no second login, no password, a message that says why.
+    page.reload()
     page.wait_for_url(f"{base}/")
-    # Neither the back button (no-store: no cached copy) nor the URL shows it again.
+    assert password not in page.content()
+    assert "sent already" in page.locator(".messages").inner_text()
+    assert Login.objects.filter(owner=alice).count() == 1
+
+    # Back (no-store: no cached copy) and a GET of the URL show no password either.
     page.go_back()
-    assert page.url == f"{base}/"
     assert password not in page.content()
-    page.goto(password_url)
-    assert page.url == f"{base}/"
+    page.goto(f"{base}/logins/new/")
+    assert page.locator("#new-password").count() == 0
     assert password not in page.content()
-    assert "was shown once" in page.locator(".messages").inner_text()
+    page.goto(f"{base}/")
 
     row = page.locator(f"#login-{login.pk}")
     assert feature_states(row) == {"clicktracking": "on", "openstracking": "off",

@@ -4,7 +4,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from credentials.services import check_feature_names, create_login
+from credentials.services import check_description, check_feature_names, create_login
 
 
 class Command(BaseCommand):
@@ -28,6 +28,7 @@ class Command(BaseCommand):
             raise CommandError(f"no user named {owner!r}") from None
         try:
             names = check_feature_names(features.split(","))
+            check_description(description)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         login, password = create_login(user, features=names, description=description)

@@ -13,8 +13,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, username: str, **options):
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("An admin account exists already; not creating one.")
+        admins = list(
+            User.objects.filter(is_superuser=True)
+            .order_by("pk")
+            .values_list(User.USERNAME_FIELD, flat=True)
+        )
+        if admins:
+            self.stdout.write(
+                f"An admin account exists already ({', '.join(admins)}); not creating one.\n"
+                f"Lost its password? Set a new one with: "
+                f"python manage.py changepassword {admins[0]}"
+            )
             return
         password = generate_password()
         User.objects.create_superuser(username=username, email="", password=password)
