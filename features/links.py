@@ -88,6 +88,7 @@ _LABEL_HOST = re.compile(
 )
 _TEXT_URL = re.compile(r"https?://[^\s<>\"'`{}|\\^\[\]]+", re.I)
 _TRAILING_PUNCT = ".,;:!?'\")"
+_NON_SPACE = re.compile(r"\S*")
 
 
 def trackable(url: str) -> bool:
@@ -328,6 +329,10 @@ def rewrite_text(text: str, links: list[str], changes: list[Change]) -> list | N
                 break
             url = url[:-1]
         if not trackable(url):
+            continue
+        # _TEXT_URL stops at "{", "|", "[" ...: a URL running on into a placeholder
+        # ("?u={{ id }}", "*|ID|*") is the template's, and tracking its head would cut it off.
+        if _PLACEHOLDER.search(_NON_SPACE.match(text, m.start()).group(0)):
             continue
         links.append(url)
         changes.append(Change("text-link", url))

@@ -222,3 +222,18 @@ def test_a_tag_cut_off_by_the_end_is_no_link():
 def test_entities_in_hrefs_are_decoded_as_browsers_decode_attribute_values(href, url):
     out, links, _, _ = rewrite(f'<a href="{href}">x</a>')
     assert links == [url] and out == '<a href="{C0}">x</a>'
+
+
+@pytest.mark.parametrize("text", [
+    "Your page: https://example.com/?u={{ user_id }} bye",
+    "Your page: https://example.com/?u={{user_id}}",
+    "Archive: https://example.com/a/*|ARCHIVE_ID|*/",
+    "See <https://example.com/?id=[[id]]>.",
+    "Go https://example.com/%%id%%",
+])
+def test_plain_text_urls_running_into_placeholders_are_left_whole(text):
+    links = []
+    assert rewrite_text(text, links, []) is None and links == []
+    # The same text next to a plain URL: only the plain one is tracked.
+    pieces = rewrite_text(text + " and https://example.org/x", links, [])
+    assert links == ["https://example.org/x"] and pieces[0] == text + " and "
