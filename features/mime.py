@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 MAX_DEPTH = 40
+_SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WANTED = re.compile(
     rb"(?im)^(content-type|content-transfer-encoding|content-disposition)[ \t]*:"
@@ -76,6 +77,11 @@ def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warni
         boundary = headers.get_boundary() if ctype.startswith("multipart/") else None
     except Exception as exc:  # email raises many kinds on hostile headers
         warnings.append(f"part at byte {start}: unreadable headers ({type(exc).__name__})")
+        return
+    if ctype in _SEALED:
+        # S/MIME and OpenPGP sign or encrypt the exact bytes of what is inside: one changed
+        # link breaks the signature the reader's client checks.
+        warnings.append(f"part at byte {start}: {ctype} left alone (a change would break it)")
         return
     if ctype.startswith("multipart/"):
         if depth >= MAX_DEPTH:

@@ -213,6 +213,29 @@ def test_digest_parts_without_content_type_are_messages_and_left_alone():
     assert render(raw, {"clicktracking": True}, CTX).message == raw
 
 
+@pytest.mark.parametrize("sealed, params", [
+    ("signed", '; protocol="application/pgp-signature"; micalg=pgp-sha256'),
+    ("signed", '; protocol="application/pkcs7-signature"; micalg=sha-256'),
+    ("encrypted", '; protocol="application/pgp-encrypted"'),
+])
+def test_signed_or_encrypted_messages_are_left_byte_identical(sealed, params):
+    html = part("text/html", HTML.encode("utf-8"), "utf-8", "8bit")
+    raw = message(multipart(
+        "mixed", "outer",
+        multipart(sealed, "s", multipart("alternative", "a", html),
+                  part("application/pgp-signature", b"-----BEGIN PGP SIGNATURE-----\r\nx\r\n"),
+                  params=params),
+        html,
+    ))
+    out = render(raw, ALL, CTX)
+    # The part outside the signature is tracked; everything inside it goes out as it came.
+    sealed_bytes = raw[raw.index(b"Content-Type: multipart/" + sealed.encode()):
+                       raw.index(b"--s--") + 5]
+    assert sealed_bytes in out.message
+    assert out.message.count(b"https://t.example/t/c/") == 1
+    assert any(f"multipart/{sealed} left alone" in w for w in out.warnings)
+
+
 def test_unclosed_multipart_still_renders_its_parts():
     raw = message(b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
                   + part("text/html", b'<a href="https://e.x/">x</a>', "utf-8"))
