@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from email.message import Message
 
 MAX_DEPTH = 40
+_NOT_MIME = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined",
+                       "mbcs", "oem"})
 _SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WANTED = re.compile(
@@ -155,9 +157,14 @@ def codec_name(charset: str | None) -> str:
     """Python codec for a MIME charset (us-ascii when none is declared); MimeError if unknown."""
     name = (charset or "us-ascii").strip().strip('"').lower()
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
         raise MimeError(f"unknown charset {name!r}") from None
+    # Python's codec registry also holds bytes-to-bytes transforms (base64, zlib, rot13 ...)
+    # and Python-only text codecs; a MIME charset is none of them.
+    if not getattr(info, "_is_text_encoding", True) or info.name.replace("-", "_") in _NOT_MIME:
+        raise MimeError(f"unknown charset {name!r}")
+    return info.name
 
 
 def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:

@@ -241,7 +241,7 @@ def _prepare(raw: bytes, features: dict[str, bool], inliner: str, base_url: str)
         try:
             result = _transform(raw, leaf, is_html, clicks, opens, scam, css, inliner,
                                 prepared, worst)
-        except (mime.MimeError, UnicodeError, ValueError) as exc:
+        except (mime.MimeError, UnicodeError, ValueError, LookupError) as exc:
             prepared.warnings.append(f"part at byte {leaf.header_start} left unchanged: {exc}")
             continue
         if result is None:

@@ -205,6 +205,18 @@ def test_parts_we_cannot_read_go_out_unchanged_with_a_warning(raw, warning):
     assert any(warning in w for w in out.warnings), out.warnings
 
 
+@pytest.mark.parametrize("charset", ["base64", "rot13", "hex", "zlib", "uu", "unicode_escape",
+                                     "raw_unicode_escape", "idna", "punycode", '"x-unknown"'])
+def test_python_codecs_that_are_no_mime_charsets_leave_only_their_part_alone(charset):
+    html = b'<a href="https://example.com/">x</a>'
+    odd = part("text/html", html, charset, "8bit")
+    raw = message(multipart("mixed", "b", odd, part("text/html", html, "utf-8", "8bit")))
+    out = render(raw, {"clicktracking": True}, CTX)
+    assert odd in out.message  # that part byte for byte, the other one tracked
+    assert out.message.count(b"https://t.example/t/c/") == 1
+    assert [w for w in out.warnings if "unknown charset" in w]
+
+
 def test_digest_parts_without_content_type_are_messages_and_left_alone():
     inner = b"Subject: one\r\n\r\nsee https://example.com/digest\r\n"
     raw = message(b'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\n' + inner
