@@ -28,6 +28,11 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-time", "-id"]
+        indexes = [
+            # The click endpoint's "fast" flag reads a recipient's latest delivery time on
+            # every click: MAX(time) WHERE recipient = ? AND type = 'delivery' is one index probe.
+            models.Index(fields=["recipient", "type", "time"], name="event_rcpt_type_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} message={self.message_id} recipient={self.recipient_id}"

@@ -8,6 +8,7 @@ buttons for Outlook) are scanned like any other markup.
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 from typing import NamedTuple
 
@@ -74,6 +75,10 @@ _ATTR = re.compile(
     r"""(?P<name>[^\s"'>/=][^\s"'>/=]*)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?"""
 )
 _NOT_AMP = re.compile(r"&(?!amp;)")
+# A character reference as html.unescape finds them (same pattern as the standard library's).
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+# The legacy named references browsers accept without a ";" (html5 spec's table).
+_LEGACY = frozenset(k for k in html.entities.html5 if not k.endswith(";"))
 _URL_WHITESPACE = re.compile(r"[\t\n\r]")
 _STRIP_TAGS = re.compile(r"<[^>]*+(?:>|\Z)")  # an unclosed "<" runs to the end: linear
 _SPACE = re.compile(r"\s+")
@@ -83,6 +88,7 @@ _LABEL_HOST = re.compile(
 )
 _TEXT_URL = re.compile(r"https?://[^\s<>\"'`{}|\\^\[\]]+", re.I)
 _TRAILING_PUNCT = ".,;:!?'\")"
+_NON_SPACE = re.compile(r"\S*")
 
 
 def trackable(url: str) -> bool:
@@ -119,12 +125,35 @@ def _attr(attrs: str, offset: int, wanted: str) -> tuple[int, int, str] | None:
     return None
 
 
+def _attr_charref(m: re.Match) -> str:
+    ref = m.group(1)
+    if ref[0] == "#":
+        return html.unescape(m.group(0))
+    if ref[-1] == ";" and ref in html.entities.html5:
+        return html.entities.html5[ref]
+    # In an attribute value a named reference without ";" followed by "=" or a letter or digit
+    # is no reference (HTML spec, "named character reference state"): "?a=1&copy=2" keeps
+    # its "&copy" in every browser, and so must the URL we record.
+    for k in range(min(len(ref), 32), 1, -1):
+        if ref[:k] in _LEGACY:
+            nxt = ref[k : k + 1]
+            if nxt == "=" or nxt.isascii() and nxt.isalnum():
+                return m.group(0)
+            return html.entities.html5[ref[:k]] + ref[k:]
+    return m.group(0)
+
+
+def unescape_attr(value: str) -> str:
+    """An attribute value with its character references decoded the way browsers do."""
+    return _CHARREF.sub(_attr_charref, value)
+
+
 def _unquote(raw: str) -> str:
     if raw[:1] in "\"'" and raw[-1:] == raw[:1] and len(raw) >= 2:
         raw = raw[1:-1]
     if "&" in raw:
         # &amp; is nearly the only entity in URLs; replacing it is unescape, only faster.
-        raw = html.unescape(raw) if _NOT_AMP.search(raw) else raw.replace("&amp;", "&")
+        raw = unescape_attr(raw) if _NOT_AMP.search(raw) else raw.replace("&amp;", "&")
     raw = raw.strip()
     if "\n" in raw or "\r" in raw or "\t" in raw:  # browsers drop these inside URLs too
         raw = _URL_WHITESPACE.sub("", raw)
@@ -300,6 +329,10 @@ def rewrite_text(text: str, links: list[str], changes: list[Change]) -> list | N
                 break
             url = url[:-1]
         if not trackable(url):
+            continue
+        # _TEXT_URL stops at "{", "|", "[" ...: a URL running on into a placeholder
+        # ("?u={{ id }}", "*|ID|*") is the template's, and tracking its head would cut it off.
+        if _PLACEHOLDER.search(_NON_SPACE.match(text, m.start()).group(0)):
             continue
         links.append(url)
         changes.append(Change("text-link", url))

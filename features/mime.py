@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from email.message import Message
 
 MAX_DEPTH = 40
+_NOT_MIME = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined",
+                       "mbcs", "oem"})
+_SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WANTED = re.compile(
     rb"(?im)^(content-type|content-transfer-encoding|content-disposition)[ \t]*:"
@@ -76,6 +79,11 @@ def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warni
         boundary = headers.get_boundary() if ctype.startswith("multipart/") else None
     except Exception as exc:  # email raises many kinds on hostile headers
         warnings.append(f"part at byte {start}: unreadable headers ({type(exc).__name__})")
+        return
+    if ctype in _SEALED:
+        # S/MIME and OpenPGP sign or encrypt the exact bytes of what is inside: one changed
+        # link breaks the signature the reader's client checks.
+        warnings.append(f"part at byte {start}: {ctype} left alone (a change would break it)")
         return
     if ctype.startswith("multipart/"):
         if depth >= MAX_DEPTH:
@@ -149,9 +157,14 @@ def codec_name(charset: str | None) -> str:
     """Python codec for a MIME charset (us-ascii when none is declared); MimeError if unknown."""
     name = (charset or "us-ascii").strip().strip('"').lower()
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
         raise MimeError(f"unknown charset {name!r}") from None
+    # Python's codec registry also holds bytes-to-bytes transforms (base64, zlib, rot13 ...)
+    # and Python-only text codecs; a MIME charset is none of them.
+    if not getattr(info, "_is_text_encoding", True) or info.name.replace("-", "_") in _NOT_MIME:
+        raise MimeError(f"unknown charset {name!r}")
+    return info.name
 
 
 def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:

@@ -11,6 +11,8 @@ from .overrides import apply_overrides
 from .services import context, prepare_message
 
 MAX_PREVIEW_BYTES = 10 * 1024 * 1024
+# The whole POST: the file plus the form's other fields and the multipart framing.
+MAX_PREVIEW_REQUEST_BYTES = MAX_PREVIEW_BYTES + 64 * 1024
 CHANGE_LABELS = {
     "link": "links rewritten",
     "text-link": "plain-text links rewritten",

@@ -241,7 +241,7 @@ def _prepare(raw: bytes, features: dict[str, bool], inliner: str, base_url: str)
         try:
             result = _transform(raw, leaf, is_html, clicks, opens, scam, css, inliner,
                                 prepared, worst)
-        except (mime.MimeError, UnicodeError, ValueError) as exc:
+        except (mime.MimeError, UnicodeError, ValueError, LookupError) as exc:
             prepared.warnings.append(f"part at byte {leaf.header_start} left unchanged: {exc}")
             continue
         if result is None:
@@ -280,8 +280,10 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     if is_html and css and has_style(text):
         try:
             crlf = "\r\n" in text
-            # The inliners write LF line ends anyway, and html5ever is faster on LF input.
-            inlined = inline_css(text.replace("\r\n", "\n") if crlf else text, inliner)
+            # The inliners write LF line ends anyway. css-inline (html5ever) normalises CRLF
+            # itself, faster than a replace() of ours; premailer (lxml) would keep the CRs.
+            lf = text.replace("\r\n", "\n") if crlf and inliner == "premailer" else text
+            inlined = inline_css(lf, inliner)
         except Exception as exc:
             prepared.warnings.append(
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"

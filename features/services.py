@@ -97,15 +97,9 @@ def delivery_of(message_id: int, recipient_id: int) -> tuple[datetime | None] | 
     One hand-written query: the click endpoint's budget is well under a millisecond.
     """
     from events.models import Event
-    from relay.models import Recipient
 
-    sql = (
-        f"SELECT (SELECT MAX(e.time) FROM {Event._meta.db_table} e"
-        f" WHERE e.recipient_id = r.id AND e.type = %s)"
-        f" FROM {Recipient._meta.db_table} r WHERE r.id = %s AND r.message_id = %s"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Event.Type.DELIVERY, recipient_id, message_id])
+        cursor.execute(delivery_sql(), [Event.Type.DELIVERY, recipient_id, message_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -115,6 +109,18 @@ def delivery_of(message_id: int, recipient_id: int) -> tuple[datetime | None] | 
     if value is not None and timezone.is_naive(value):
         value = timezone.make_aware(value, UTC)
     return (value,)
+
+
+def delivery_sql() -> str:
+    """delivery_of()'s query; the index event_rcpt_type_time answers its MAX(time)."""
+    from events.models import Event
+    from relay.models import Recipient
+
+    return (
+        f"SELECT (SELECT MAX(e.time) FROM {Event._meta.db_table} e"
+        f" WHERE e.recipient_id = r.id AND e.type = %s)"
+        f" FROM {Recipient._meta.db_table} r WHERE r.id = %s AND r.message_id = %s"
+    )
 
 
 def forget_links() -> None:

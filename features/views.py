@@ -8,10 +8,12 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from credentials.models import Login
@@ -125,14 +127,47 @@ def open_(request: HttpRequest, token: str) -> HttpResponse:
     return _no_store(_Redirect(url))
 
 
+@csrf_exempt  # the CSRF check runs in _preview, after the size check: see preview()
 def preview(request: HttpRequest) -> HttpResponse:
-    """Paste or upload a message, pick one of your logins, see it as it would be delivered."""
+    """Paste or upload a message, pick one of your logins, see it as it would be delivered.
+
+    An oversized request is refused from its Content-Length before its body is read (the CSRF
+    check would read and spool the whole upload first): 413 with a message.
+    """
+    if request.method == "POST":
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > preview_service.MAX_PREVIEW_REQUEST_BYTES:
+            log.info("preview: request of %s bytes refused", length)
+            return _too_big(request, "The message is larger than 10 MiB.")
+    try:
+        return _preview(request)
+    except RequestDataTooBig:  # a pasted message over DATA_UPLOAD_MAX_MEMORY_SIZE
+        log.info("preview: pasted message over DATA_UPLOAD_MAX_MEMORY_SIZE refused")
+        return _too_big(request, "The pasted message is too large; upload it as a file.")
+
+
+def _too_big(request: HttpRequest, error: str) -> HttpResponse:
+    form = preview_service.PreviewForm(request.user)
+    return render(request, "features/preview.html", {"form": form, "error": error}, status=413)
+
+
+@csrf_protect
+def _preview(request: HttpRequest) -> HttpResponse:
     chosen = request.POST.get("login")
     if chosen and not Login.objects.filter(pk=chosen if chosen.isdigit() else -1,
                                            owner=request.user).exists():
         raise Http404("no such login")  # another customer's login is not even named
     form = preview_service.PreviewForm(request.user, request.POST or None, request.FILES or None)
     result = None
-    if request.method == "POST" and form.is_valid():
-        result = preview_service.run(form.cleaned_data)
-    return render(request, "features/preview.html", {"form": form, "result": result})
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            result = preview_service.run(form.cleaned_data)
+        else:
+            status = 400
+            log.info("preview: invalid form (%s)", ", ".join(form.errors))
+    return render(request, "features/preview.html", {"form": form, "result": result},
+                  status=status)

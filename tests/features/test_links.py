@@ -206,3 +206,34 @@ def test_unterminated_markup_is_left_alone(junk):
 def test_a_tag_cut_off_by_the_end_is_no_link():
     assert rewrite('<p>x</p><a href="https://x.com/"') == (
         '<p>x</p><a href="https://x.com/"', [], [""], [])
+
+
+@pytest.mark.parametrize("href, url", [
+    # Legacy entity names without ";" before "=" or a letter/digit are no references in an
+    # attribute value (HTML spec): browsers follow "&para=1", not "¶=1".
+    ("https://x.com/?a=1&para=2&times=3&copy=4", "https://x.com/?a=1&para=2&times=3&copy=4"),
+    ("https://x.com/?a=1&amp;para=2", "https://x.com/?a=1&para=2"),
+    ("https://x.com/?lang=en&notit;", "https://x.com/?lang=en&notit;"),
+    ("https://x.com/?a&copyx", "https://x.com/?a&copyx"),
+    ("https://x.com/?a&copy-x", "https://x.com/?a\u00a9-x"),
+    ("https://x.com/&#x2F;a&#47;b", "https://x.com//a/b"),
+    ("https:&#x2F;&#x2F;x.com/?q=&lt;", "https://x.com/?q=<"),
+])
+def test_entities_in_hrefs_are_decoded_as_browsers_decode_attribute_values(href, url):
+    out, links, _, _ = rewrite(f'<a href="{href}">x</a>')
+    assert links == [url] and out == '<a href="{C0}">x</a>'
+
+
+@pytest.mark.parametrize("text", [
+    "Your page: https://example.com/?u={{ user_id }} bye",
+    "Your page: https://example.com/?u={{user_id}}",
+    "Archive: https://example.com/a/*|ARCHIVE_ID|*/",
+    "See <https://example.com/?id=[[id]]>.",
+    "Go https://example.com/%%id%%",
+])
+def test_plain_text_urls_running_into_placeholders_are_left_whole(text):
+    links = []
+    assert rewrite_text(text, links, []) is None and links == []
+    # The same text next to a plain URL: only the plain one is tracked.
+    pieces = rewrite_text(text + " and https://example.org/x", links, [])
+    assert links == ["https://example.org/x"] and pieces[0] == text + " and "

@@ -70,7 +70,39 @@ def test_preview_with_nothing_to_render_says_so(client, alice, logins):
     mine, _ = logins
     client.force_login(alice)
     response = client.post("/preview/", {"login": mine.pk, "rcpt": "reader@example.org"})
+    assert response.status_code == 400
     assert "Paste a message or upload a file." in response.content.decode()
+
+
+def test_a_bad_form_is_400_with_its_message(client, alice, logins):
+    mine, _ = logins
+    client.force_login(alice)
+    response = client.post("/preview/", {"login": mine.pk, "message": RAW.decode(),
+                                         "rcpt": "not an address"})
+    assert response.status_code == 400 and "Enter a valid email address." in (
+        response.content.decode())
+
+
+def test_an_oversized_upload_is_413_with_a_message_and_nothing_rendered(client, alice, logins):
+    mine, _ = logins
+    client.force_login(alice)
+    big = RAW + b"x" * (10 * 1024 * 1024 + 100_000)
+    upload = SimpleUploadedFile("m.eml", big, content_type="message/rfc822")
+    response = client.post("/preview/", {"login": mine.pk, "upload": upload,
+                                         "rcpt": "reader@example.org"})
+    page = response.content.decode()
+    assert response.status_code == 413 and "larger than 10 MiB" in page
+    assert 'id="result"' not in page
+
+
+def test_a_pasted_message_over_the_post_limit_is_413_with_a_message(client, alice, logins,
+                                                                     settings):
+    mine, _ = logins
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    client.force_login(alice)
+    response = client.post("/preview/", {"login": mine.pk, "rcpt": "reader@example.org",
+                                         "message": RAW.decode() + "x" * 20_000})
+    assert response.status_code == 413 and "upload it as a file" in response.content.decode()
 
 
 @pytest.mark.parametrize("value", ["theirs", "999999", "abc"])

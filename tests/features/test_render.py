@@ -205,12 +205,47 @@ def test_parts_we_cannot_read_go_out_unchanged_with_a_warning(raw, warning):
     assert any(warning in w for w in out.warnings), out.warnings
 
 
+@pytest.mark.parametrize("charset", ["base64", "rot13", "hex", "zlib", "uu", "unicode_escape",
+                                     "raw_unicode_escape", "idna", "punycode", '"x-unknown"'])
+def test_python_codecs_that_are_no_mime_charsets_leave_only_their_part_alone(charset):
+    html = b'<a href="https://example.com/">x</a>'
+    odd = part("text/html", html, charset, "8bit")
+    raw = message(multipart("mixed", "b", odd, part("text/html", html, "utf-8", "8bit")))
+    out = render(raw, {"clicktracking": True}, CTX)
+    assert odd in out.message  # that part byte for byte, the other one tracked
+    assert out.message.count(b"https://t.example/t/c/") == 1
+    assert [w for w in out.warnings if "unknown charset" in w]
+
+
 def test_digest_parts_without_content_type_are_messages_and_left_alone():
     inner = b"Subject: one\r\n\r\nsee https://example.com/digest\r\n"
     raw = message(b'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\n' + inner
                   + b"\r\n--d--\r\n")
     assert mime.leaves(raw)[0][0].content_type == "message/rfc822"
     assert render(raw, {"clicktracking": True}, CTX).message == raw
+
+
+@pytest.mark.parametrize("sealed, params", [
+    ("signed", '; protocol="application/pgp-signature"; micalg=pgp-sha256'),
+    ("signed", '; protocol="application/pkcs7-signature"; micalg=sha-256'),
+    ("encrypted", '; protocol="application/pgp-encrypted"'),
+])
+def test_signed_or_encrypted_messages_are_left_byte_identical(sealed, params):
+    html = part("text/html", HTML.encode("utf-8"), "utf-8", "8bit")
+    raw = message(multipart(
+        "mixed", "outer",
+        multipart(sealed, "s", multipart("alternative", "a", html),
+                  part("application/pgp-signature", b"-----BEGIN PGP SIGNATURE-----\r\nx\r\n"),
+                  params=params),
+        html,
+    ))
+    out = render(raw, ALL, CTX)
+    # The part outside the signature is tracked; everything inside it goes out as it came.
+    sealed_bytes = raw[raw.index(b"Content-Type: multipart/" + sealed.encode()):
+                       raw.index(b"--s--") + 5]
+    assert sealed_bytes in out.message
+    assert out.message.count(b"https://t.example/t/c/") == 1
+    assert any(f"multipart/{sealed} left alone" in w for w in out.warnings)
 
 
 def test_unclosed_multipart_still_renders_its_parts():

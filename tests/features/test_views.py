@@ -166,3 +166,22 @@ def test_bounce_ids_reads_only_genuine_verp_addresses(sent, settings):
     assert services.bounce_ids(out.envelope_sender) == (msg.pk, rcpt.pk)
     assert services.bounce_ids(out.envelope_sender.replace("@", "1@")) is None
 
+
+
+def test_the_fast_flag_lookup_uses_the_recipient_type_time_index(sent):
+    from django.db import connection
+
+    from events.models import Event
+
+    msg, rcpt = sent
+    Event.objects.create(type="delivery", message=msg, recipient=rcpt)
+    params = ["delivery", rcpt.pk, msg.pk]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned
+            cursor.execute("EXPLAIN " + services.delivery_sql(), params)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + services.delivery_sql(), params)
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "event_rcpt_type_time" in plan, plan
+    assert services.delivery_of(msg.pk, rcpt.pk)[0] is not None
