@@ -42,6 +42,13 @@ DEFAULT_ENHANCED = {
 _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
+UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Client-provided text made safe for one log line: bounded, escapes for anything but
+    printable ASCII (no raw NUL, CR or LF can reach the log)."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
 
 
 def _domain(address: str) -> str:
@@ -151,13 +158,18 @@ class RelaySMTP(SMTP):
     # -- replies ------------------------------------------------------------------------
 
     async def push(self, status) -> None:
+        if isinstance(status, str) and status.startswith('500 Error: command "'):
+            # aiosmtpd echoes the unknown line, which may be a credential sent after an AUTH
+            # refusal (538, 503): never send it back, never log it.
+            status = UNKNOWN_COMMAND
         if isinstance(status, str) and len(status) > 4 and status[3] in " -":
             enhanced = DEFAULT_ENHANCED.get(status[:3])
             if enhanced and not _HAS_ENHANCED.match(status, 4):
                 status = f"{status[:4]}{enhanced} {status[4:]}"
             if status[0] in "45":
                 # Every refusal leaves a line, whichever layer (ours or aiosmtpd's) made it.
-                log.info("refused %s (%s port): %s", self.peer_ip, self.role, status)
+                log.info("refused %s (%s port): %s", self.peer_ip, self.role,
+                         printable(status))
         await super().push(status)
 
     async def _push_lines(self, lines: list[str]) -> None:
@@ -282,7 +294,7 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
-        log.info("AUTH ok: ip=%s username=%s", self.peer_ip, user)
+        log.info("AUTH ok: ip=%s username=%r", self.peer_ip, user)
         return AuthResult(success=True, auth_data=outcome.login)
 
     # -- the envelope -------------------------------------------------------------------
@@ -316,7 +328,7 @@ class RelaySMTP(SMTP):
             except ParamError as exc:
                 error = str(exc)
         if error is not None:
-            log.info("MAIL refused from %s: %s", self.peer_ip, error)
+            log.info("MAIL refused from %s: %s", self.peer_ip, printable(error))
             await self.push(error)
             return
         self.envelope.mail_from = address
@@ -349,7 +361,7 @@ class RelaySMTP(SMTP):
             except ParamError as exc:
                 error = str(exc)
         if error is not None:
-            log.info("RCPT refused from %s: %s", self.peer_ip, error)
+            log.info("RCPT refused from %s: %s", self.peer_ip, printable(error))
             await self.push(error)
             return
         self.envelope.rcpt_tos.append(address)

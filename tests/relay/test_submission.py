@@ -5,7 +5,6 @@ import time
 
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher
-from django.db import connection
 
 from credentials import services
 from credentials.models import Login
@@ -507,52 +506,6 @@ def test_connections_per_ip_are_capped(smtp_server):
 
 
 # -- the queue -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def poisoned_recipient(transactional_db):
-    """A database trigger that fails any insert of one recipient address."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(
-                "CREATE TRIGGER relay_test_poison BEFORE INSERT ON relay_recipient "
-                "WHEN NEW.address = 'poison@example.org' "
-                "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
-            )
-        else:
-            cursor.execute(
-                "CREATE FUNCTION relay_test_poison() RETURNS trigger AS $$ BEGIN "
-                "IF NEW.address = 'poison@example.org' THEN RAISE EXCEPTION 'poisoned'; "
-                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                "CREATE TRIGGER relay_test_poison BEFORE INSERT ON relay_recipient "
-                "FOR EACH ROW EXECUTE FUNCTION relay_test_poison()"
-            )
-    yield "poison@example.org"
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER relay_test_poison" + (
-            "" if connection.vendor == "sqlite" else " ON relay_recipient"))
-        if connection.vendor != "sqlite":
-            cursor.execute("DROP FUNCTION relay_test_poison()")
-
-
-def test_a_failed_write_answers_451_and_leaves_nothing(smtp_server, login, poisoned_recipient):
-    c = authed(smtp_server, login)
-    c.cmd("MAIL FROM:<app@example.com>")
-    c.cmd("RCPT TO:<fine@example.org>")
-    c.cmd(f"RCPT TO:<{poisoned_recipient}>")
-    c.cmd("DATA")
-    c.send(b"Subject: poison\r\n\r\nx\r\n.\r\n")
-    r = c.reply()
-    assert (r.code, r.text[:6]) == (451, "4.3.0 ")
-    assert not Message.objects.exists() and not Recipient.objects.exists()
-    c.cmd("MAIL FROM:<app@example.com>")
-    c.cmd("RCPT TO:<fine@example.org>")
-    c.cmd("DATA")
-    c.send(b"Subject: fine\r\n\r\nx\r\n.\r\n")
-    assert c.reply().code == 250
-    assert Message.objects.count() == 1
 
 
 def test_concurrent_sessions_each_get_their_own_message_back(smtp_server, login):
