@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
-from .esmtp_params import ParamError, parse_mail_params, parse_path, parse_rcpt_params
+from .esmtp_params import (
+    ParamError,
+    is_printable_ascii,
+    parse_mail_params,
+    parse_path,
+    parse_rcpt_params,
+)
 from .models import new_queue_id
 from .queue_writer import Submission
 
@@ -199,9 +205,21 @@ class RelaySMTP(SMTP):
 
     # -- greeting and TLS ---------------------------------------------------------------
 
-    async def smtp_EHLO(self, hostname: str | None) -> None:
+    async def _bad_greeting(self, command: str, hostname: str | None) -> bool:
         if not hostname:
-            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            await self.push(f"501 5.5.4 Syntax: {command} hostname")
+            return True
+        if not is_printable_ascii(hostname):
+            # NUL or control characters: stored with the message, they would break the write
+            # (PostgreSQL refuses NUL in text) and the Received header.
+            log.info("%s refused from %s: control characters in %r", command, self.peer_ip,
+                     hostname[:100])
+            await self.push(f"501 5.5.4 {command} argument must be printable ASCII")
+            return True
+        return False
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if await self._bad_greeting("EHLO", hostname):
             return
         self._set_rset_state()
         self.session.extended_smtp = True
@@ -219,8 +237,7 @@ class RelaySMTP(SMTP):
         )
 
     async def smtp_HELO(self, hostname: str | None) -> None:
-        if not hostname:
-            await self.push("501 5.5.4 Syntax: HELO hostname")
+        if await self._bad_greeting("HELO", hostname):
             return
         self._set_rset_state()
         self.session.extended_smtp = False

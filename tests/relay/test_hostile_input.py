@@ -46,3 +46,37 @@ def test_credentials_after_auth_in_a_transaction_are_not_logged(smtp_server, log
     assert c.cmd("AUTH LOGIN").code == 503
     _assert_secret_not_logged(smtp_server, _send_credentials_after_refusal(c))
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("command", ["EHLO", "HELO"])
+@pytest.mark.parametrize(
+    "junk", [b"\x00", b"\x01", b"\x7f", b"\t"], ids=["nul", "soh", "del", "tab"]
+)
+def test_control_characters_in_the_greeting_get_501(smtp_server, login, command, junk):
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True)
+    c.send(command.encode() + b" evil" + junk + b"host.test\r\n")
+    r = c.reply()
+    assert (r.code, r.text[:6]) == (501, "5.5.4 "), r
+    # The session goes on, and a message sent after a proper greeting is stored.
+    assert c.cmd("EHLO client.test").code == 250
+    assert c.auth_plain(login[0].username, login[1]).code == 235
+    c.cmd("MAIL FROM:<app@example.com>")
+    c.cmd("RCPT TO:<bob@example.org>")
+    c.cmd("DATA")
+    c.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
+    assert c.reply().code == 250
+    assert Message.objects.get().helo == "client.test"
+
+
+@pytest.mark.parametrize("orcpt", ["a+0Ab", "a+0D+0ABcc:+20x@example.org", "a+00b", "a+ff",
+                                   "a+7F"])
+def test_orcpt_must_decode_to_printable_ascii(smtp_server, login, orcpt):
+    c = authed(smtp_server, login)
+    c.cmd("MAIL FROM:<app@example.com>")
+    r = c.cmd(f"RCPT TO:<bob@example.org> ORCPT=rfc822;{orcpt}")
+    assert (r.code, r.text[:6]) == (501, "5.5.4 "), r
+    assert c.cmd("RCPT TO:<bob@example.org> ORCPT=rfc822;bob+2Bx@example.org").code == 250
+    c.cmd("DATA")
+    c.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
+    assert c.reply().code == 250
+    assert Message.objects.get().recipients.get().orcpt == "rfc822;bob+x@example.org"
