@@ -13,6 +13,8 @@ import collections
 import email.utils
 import logging
 import re
+import ssl
+from asyncio import sslproto
 from base64 import b64decode
 from typing import TYPE_CHECKING
 
@@ -94,8 +96,6 @@ class RelaySMTP(SMTP):
             auth_require_tls=True,
             loop=server.loop,
         )
-        # The implicit-TLS socket is encrypted although aiosmtpd never saw a STARTTLS.
-        self._auth_require_tls = role != ROLE_TLS
         # Room for DSN parameters (RFC 3461 4: +100 MAIL, +500 RCPT); per instance, unlike
         # aiosmtpd's class-wide dict that grows with every EHLO.
         self.command_size_limits = collections.defaultdict(
@@ -119,10 +119,14 @@ class RelaySMTP(SMTP):
             self.tls_version = ssl_object.version() or ""
             self.tls_cipher = (ssl_object.cipher() or ("",))[0]
         if first:
+            # Counted at TCP accept, before any TLS handshake: the implicit-TLS listener is a
+            # plain TCP server and the session starts TLS itself (see _tls_handshake).
             peer = transport.get_extra_info("peername")
             self.peer_ip = peer[0] if peer else None
             self._refused = not self.server.connection_opened(self.peer_ip)
             self._counted = not self._refused
+            if self.role == ROLE_TLS:
+                transport.pause_reading()  # the ClientHello is for the TLS layer, not for us
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
@@ -132,12 +136,46 @@ class RelaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refused:
-            log.warning("refused connection from %s: too many connections from this IP",
-                        self.peer_ip)
-            await self.push("421 4.7.0 Too many connections from your address, try later")
+            log.warning("refused connection from %s (%s port): too many connections from this IP",
+                        self.peer_ip, self.role)
+            if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
+                await self.push("421 4.7.0 Too many connections from your address, try later")
             self.transport.close()
             return
+        if self.role == ROLE_TLS and not await self._tls_handshake("implicit TLS"):
+            return
         await super()._handle_client()
+
+    async def _tls_handshake(self, kind: str) -> bool:
+        """Put TLS under this session, as aiosmtpd's STARTTLS does, with a handshake timeout.
+
+        False (after one INFO line and a close) when the handshake fails: a client that
+        rejects our certificate, a scanner, a TLS version we do not speak, a timeout.
+        """
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, self.server.tls_context, waiter, server_side=True,
+            ssl_handshake_timeout=self.server.tls_handshake_timeout,
+        )
+        self._original_transport = self.transport
+        self._original_transport.set_protocol(self._tls_protocol)
+        self.transport = self._tls_protocol._app_transport
+        self._tls_protocol.connection_made(self._original_transport)
+        if kind == "implicit TLS":
+            self._original_transport.resume_reading()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure ends the same way
+            log.info("TLS handshake failed (%s) from %s: %s", kind, self.peer_ip,
+                     _tls_failure(exc))
+            self.transport.close()
+            # The TLS layer never made us its protocol, so nobody else tells us the
+            # connection is gone (aiosmtpd does the same after a failed STARTTLS).
+            self.connection_lost(exc)
+            return False
+        return True
 
     def _timeout_cb(self) -> None:
         idle = self.loop.time() - self._last_activity
@@ -248,7 +286,14 @@ class RelaySMTP(SMTP):
         if self.is_tls:
             await self.push("503 5.5.1 TLS is already active")
             return
-        await super().smtp_STARTTLS(arg)
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        if self.tls_context is None:
+            await self.push("454 4.7.0 TLS not available")
+            return
+        await self.push("220 Ready to start TLS")
+        await self._tls_handshake("STARTTLS")
 
     # -- AUTH ---------------------------------------------------------------------------
 
@@ -547,6 +592,12 @@ class RelaySMTP(SMTP):
             login.username if login else "-", self.peer_ip, self.tls_version or "-",
         )
         await self.push(f"250 2.0.0 Ok: queued as {queue_id}")
+
+
+def _tls_failure(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason  # e.g. TLSV1_ALERT_UNKNOWN_CA, UNSUPPORTED_PROTOCOL, HTTP_REQUEST
+    return printable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 def _upper_first(arg: str | None) -> str | None:
