@@ -15,7 +15,7 @@ import logging
 import re
 import ssl
 from asyncio import sslproto
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
@@ -51,6 +51,7 @@ _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
+AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
 
 
 def printable(text: str, limit: int = 200) -> str:
@@ -304,6 +305,57 @@ class RelaySMTP(SMTP):
         if arg and arg.split()[0].upper() not in ("PLAIN", "LOGIN") and self.is_tls:
             log.info("AUTH with unknown mechanism from %s", self.peer_ip)
         await super().smtp_AUTH(_upper_first(arg))
+
+    async def _read_auth_line(self) -> bytes | None:
+        """One client line of the AUTH exchange, CRLF included; None if longer than
+        AUTH_LINE_MAX (read to its end and dropped). The reader's own limit is one SMTP
+        command line (1,001 octets), so longer lines come in pieces."""
+        reader = self._reader
+        parts: list[bytes] | None = []
+        size = 0
+        while True:
+            try:
+                piece = await reader.readuntil(b"\n")
+                done = True
+            except asyncio.LimitOverrunError as exc:
+                piece = await reader.read(exc.consumed)
+                done = False
+            except asyncio.IncompleteReadError as exc:
+                piece, done = exc.partial, True  # the client went away mid-line
+            self._last_activity = self.loop.time()
+            size += len(piece)
+            if parts is not None:
+                if size > AUTH_LINE_MAX:
+                    parts = None
+                else:
+                    parts.append(piece)
+            if done:
+                return None if parts is None else b"".join(parts)
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response=False
+    ):
+        """aiosmtpd's challenge_auth with AUTH lines up to 12,288 octets (RFC 4954) instead of
+        its 1,001-octet reader limit, and a clean 500 5.5.6 beyond that."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(b"334 " + (b64encode(challenge) if encode_to_b64 else challenge))
+        line = await self._read_auth_line()
+        if line is None:
+            log.info("AUTH refused from %s: response line over %d octets", self.peer_ip,
+                     AUTH_LINE_MAX)
+            await self.push("500 5.5.6 Authentication exchange line is too long")
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":  # RFC 4954: the client cancels the exchange
+            log.info("AUTH cancelled by %s", self.peer_ip)
+            await self.push("501 5.7.0 Authentication cancelled")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except ValueError:
+            await self.push("501 5.5.2 Cannot decode base64")
+            return MISSING
 
     async def _initial_or_challenge(self, args: list[str], challenge: str) -> bytes | None:
         if len(args) == 1:

@@ -80,3 +80,86 @@ def test_orcpt_must_decode_to_printable_ascii(smtp_server, login, orcpt):
     c.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
     assert c.reply().code == 250
     assert Message.objects.get().recipients.get().orcpt == "rfc822;bob+x@example.org"
+
+
+# -- the AUTH exchange -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [12_287, 200_000])
+def test_overlong_auth_line_gets_one_500_and_the_session_goes_on(smtp_server, login, length):
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.91")
+    c.cmd("EHLO client.test")
+    assert c.cmd("AUTH LOGIN").code == 334
+    r = c.cmd("A" * length)
+    assert (r.code, r.text) == (500, "5.5.6 Authentication exchange line is too long"), r
+    assert c.cmd("NOOP").code == 250
+    assert c.buf == b""  # one reply only: nothing of the long line was read as a command
+    assert c.auth_plain(login[0].username, login[1]).code == 235
+
+
+def test_auth_lines_up_to_12288_octets_are_read(smtp_server, login):
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.92")
+    c.cmd("EHLO client.test")
+    assert c.cmd("AUTH PLAIN").code == 334
+    blob = b64(f"\0{'u' * 9000}\0secret")  # 12,012 octets with CRLF
+    assert c.cmd(blob).code == 535  # read whole and checked, not refused as too long
+    assert c.cmd("AUTH LOGIN").code == 334
+    assert c.cmd("A" * 3000).code == 334  # a 2,250-octet username: on to the password
+    assert c.cmd("*").code == 501
+    blob = b64(f"\0{login[0].username}\0{login[1]}")
+    assert c.cmd("AUTH PLAIN").code == 334
+    assert c.cmd(blob + " " * (12286 - len(blob) + 1)).code == 500  # 12,289 octets
+    assert c.cmd("AUTH PLAIN").code == 334
+    assert c.cmd(blob + " " * (12286 - len(blob))).code == 235  # exactly 12,288
+
+
+def test_auth_login_cancelled_with_a_star(smtp_server, login):
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.93")
+    c.cmd("EHLO client.test")
+    assert c.cmd("AUTH LOGIN").code == 334
+    r = c.cmd("*")
+    assert (r.code, r.text[:6]) == (501, "5.7.0 "), r
+    assert c.cmd(f"AUTH LOGIN {b64(login[0].username)}").code == 334
+    r = c.cmd("*")
+    assert (r.code, r.text[:6]) == (501, "5.7.0 "), r
+    assert c.auth_plain(login[0].username, login[1]).code == 235
+
+
+def test_auth_empty_initial_response(smtp_server, login):
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.94")
+    c.cmd("EHLO client.test")
+    r = c.cmd("AUTH PLAIN =")  # an empty PLAIN response has no NULs to split on
+    assert (r.code, r.text[:6]) == (501, "5.5.2 "), r
+    r = c.cmd("AUTH LOGIN =")  # an empty username: asked for the password, then refused
+    assert (r.code, r.text) == (334, b64("Password:")), r
+    r = c.cmd(b64(login[1]))
+    assert (r.code, r.text[:6]) == (535, "5.7.8 "), r
+
+
+def test_auth_plain_with_another_authorization_identity_gets_535(smtp_server, login, alice):
+    from credentials import services
+
+    other, _ = services.create_login(alice)
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.95")
+    c.cmd("EHLO client.test")
+    r = c.cmd("AUTH PLAIN " + b64(f"{other.username}\0{login[0].username}\0{login[1]}"))
+    assert (r.code, r.text[:6]) == (535, "5.7.8 "), r
+    # The same identity on both sides is fine.
+    r = c.cmd("AUTH PLAIN " + b64(f"{login[0].username}\0{login[0].username}\0{login[1]}"))
+    assert r.code == 235, r
+
+
+@pytest.mark.parametrize("exchange", [
+    ["AUTH PLAIN not*base64"],
+    ["AUTH PLAIN", "not*base64"],
+    ["AUTH LOGIN", "abc"],  # bad padding
+    ["AUTH LOGIN dXNlcg==", "not*base64"],
+])
+def test_bad_base64_gets_501(smtp_server, login, exchange):
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.96")
+    c.cmd("EHLO client.test")
+    for line in exchange[:-1]:
+        assert c.cmd(line).code == 334
+    r = c.cmd(exchange[-1])
+    assert (r.code, r.text[:6]) == (501, "5.5.2 "), r
+    assert c.auth_plain(login[0].username, login[1]).code == 235
