@@ -293,12 +293,15 @@ class RelaySMTP(SMTP):
         if self.tls_context is None:
             await self.push("454 4.7.0 TLS not available")
             return
-        await self.push("220 Ready to start TLS")
+        await self.push("220 2.0.0 Ready to start TLS")
         await self._tls_handshake("STARTTLS")
 
     # -- AUTH ---------------------------------------------------------------------------
 
     async def smtp_AUTH(self, arg: str) -> None:
+        if self.session.host_name is not None and not self.session.extended_smtp:
+            await self.push("503 5.5.1 Send EHLO first")  # AUTH is an ESMTP extension
+            return
         if self.envelope is not None and self.envelope.mail_from is not None:
             await self.push("503 5.5.1 AUTH is not allowed during a mail transaction")
             return

@@ -119,6 +119,19 @@ def test_starttls_port_offers_no_auth_before_tls(smtp_server):
     assert c.cmd("STARTTLS").code == 503
 
 
+def test_starttls_reply_and_auth_after_helo_carry_enhanced_codes(smtp_server, login):
+    c = LineClient(smtp_server, smtp_server.starttls_port)
+    assert c.cmd("AUTH PLAIN").text == "5.5.1 Error: send EHLO first"
+    c.cmd("EHLO client.test")
+    r = c.starttls()
+    assert r.text == "2.0.0 Ready to start TLS"
+    assert c.cmd("HELO client.test").code == 250
+    r = c.auth_plain(login[0].username, login[1])
+    assert (r.code, r.text) == (503, "5.5.1 Send EHLO first"), r
+    assert c.cmd("EHLO client.test").code == 250
+    assert c.auth_plain(login[0].username, login[1]).code == 235
+
+
 def test_tls_older_than_1_2_is_refused(smtp_server):
     import ssl
 
