@@ -411,7 +411,8 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
-        log.info("AUTH ok: ip=%s username=%r", self.peer_ip, user)
+        log.info("AUTH ok: ip=%s username=%r verified=%s", self.peer_ip, user,
+                 "cache" if outcome.cached else "argon2")
         return AuthResult(success=True, auth_data=outcome.login)
 
     # -- the envelope -------------------------------------------------------------------

@@ -207,6 +207,19 @@ def test_cached_credentials_follow_password_reset_and_disable(smtp_server, login
     assert c.auth_plain(login[0].username, login[1]).code == 535
 
 
+def test_a_cached_pair_stops_working_when_the_login_is_disabled(smtp_server, login, alice):
+    authed(smtp_server, login).close()  # verified with argon2, now cached
+    authed(smtp_server, login).close()
+    username = login[0].username
+    assert wait_for(lambda: smtp_server.log_text().count(
+        f"username={username!r} verified=cache") == 1)
+    services.set_enabled(login[0], False, actor=alice)
+    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.23")
+    c.cmd("EHLO client.test")
+    r = c.auth_plain(username, login[1])
+    assert (r.code, r.text[:6]) == (535, "5.7.8 "), r
+
+
 def test_mail_before_auth_and_unknown_mechanism(smtp_server):
     c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True)
     c.cmd("EHLO client.test")
@@ -472,6 +485,26 @@ def test_mx_takes_authenticated_submissions_after_starttls(smtp_server, login):
 
 
 # -- connections -----------------------------------------------------------------------
+
+
+def test_a_client_that_disconnects_during_data_leaves_nothing(smtp_server, login):
+    c = authed(smtp_server, login)
+    c.cmd("MAIL FROM:<app@example.com>")
+    c.cmd("RCPT TO:<bob@example.org>")
+    assert c.cmd("DATA").code == 354
+    c.send(b"Subject: cut\r\n\r\nhalf a message\r\n")
+    time.sleep(0.2)  # the server has read the half message before the connection goes
+    c.close()
+    time.sleep(0.3)
+    # A message sent afterwards is committed when its 250 comes: anything the cut session
+    # had handed to the queue writer would be committed by then too.
+    other = authed(smtp_server, login)
+    other.cmd("MAIL FROM:<app@example.com>")
+    other.cmd("RCPT TO:<bob@example.org>")
+    other.cmd("DATA")
+    other.send(b"Subject: whole\r\n\r\nx\r\n.\r\n")
+    assert other.reply().code == 250
+    assert [b"Subject: whole" in bytes(m.raw) for m in Message.objects.all()] == [True]
 
 
 def test_idle_connections_are_closed_with_421(smtp_server):
