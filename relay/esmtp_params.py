@@ -41,6 +41,10 @@ class RcptParams:
     orcpt: str = ""
 
 
+def is_printable_ascii(text: str) -> bool:
+    return all(" " <= ch <= "~" for ch in text)
+
+
 def xtext_decode(value: str) -> str:
     """Decode RFC 3461 xtext; raise ValueError if ``value`` is not xtext."""
     out = []
@@ -136,7 +140,7 @@ def parse_mail_params(text: str, max_size: int) -> MailParams:
             result.envid = xtext_decode(envid)
         except ValueError as exc:
             raise ParamError(f"501 5.5.4 ENVID is not valid xtext: {exc}") from None
-        if not all(" " <= ch <= "~" for ch in result.envid):
+        if not is_printable_ascii(result.envid):
             raise ParamError("501 5.5.4 ENVID must decode to printable ASCII")
     if params:
         raise ParamError(
@@ -172,6 +176,9 @@ def parse_rcpt_params(text: str) -> RcptParams:
             address = xtext_decode(xtext)
         except ValueError as exc:
             raise ParamError(f"501 5.5.4 ORCPT is not valid xtext: {exc}") from None
+        # It goes into DSN headers later: no CR/LF (header injection), NUL or 8-bit octets.
+        if not is_printable_ascii(address):
+            raise ParamError("501 5.5.4 ORCPT must decode to printable ASCII")
         result.orcpt = f"{addr_type};{address}"
     if params:
         raise ParamError(

@@ -52,6 +52,7 @@ class RelayServer:
         self.bounce_domain = settings.BOUNCE_DOMAIN.lower()
         self.idle_timeout = settings.SMTP_IDLE_TIMEOUT
         self.max_per_ip = settings.SMTP_MAX_CONNECTIONS_PER_IP
+        self.tls_handshake_timeout = settings.SMTP_TLS_HANDSHAKE_TIMEOUT
         self.cert_file = settings.TLS_CERT_FILE
         self.key_file = settings.TLS_KEY_FILE
         self.connections: dict[str, int] = defaultdict(int)
@@ -102,7 +103,8 @@ class RelayServer:
                 lambda role=spec.role: RelaySMTP(self, role),
                 host=self.bind,
                 port=spec.port,
-                ssl=self.tls_context if spec.role == ROLE_TLS else None,
+                # No ssl= even for implicit TLS: the session counts the connection against
+                # the per-IP cap at TCP accept and then starts TLS itself.
                 reuse_address=True,
                 backlog=1024,
             )

@@ -43,6 +43,7 @@ class LoginInfo:
 class Outcome:
     login: LoginInfo | None = None
     throttled: bool = False
+    cached: bool = False  # verified from the cache, without argon2
 
 
 _LOOKUP_SQL: dict[str, str] = {}
@@ -146,7 +147,7 @@ class Authenticator:
             if cached[1] > time.monotonic():
                 row = await loop.run_in_executor(self.db_pool, _lookup_row, username)
                 if row is not None and row[1] == cached[0] and row[2]:
-                    return Outcome(login=LoginInfo(row[0], username, row[3]))
+                    return Outcome(login=LoginInfo(row[0], username, row[3]), cached=True)
             self._cache.pop(key, None)
         if self.failures.blocked("user:" + username):
             log.warning("AUTH throttled: ip=%s username=%r (too many failures for this username)",

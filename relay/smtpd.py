@@ -13,12 +13,20 @@ import collections
 import email.utils
 import logging
 import re
-from base64 import b64decode
+import ssl
+from asyncio import sslproto
+from base64 import b64decode, b64encode
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
-from .esmtp_params import ParamError, parse_mail_params, parse_path, parse_rcpt_params
+from .esmtp_params import (
+    ParamError,
+    is_printable_ascii,
+    parse_mail_params,
+    parse_path,
+    parse_rcpt_params,
+)
 from .models import new_queue_id
 from .queue_writer import Submission
 
@@ -42,6 +50,14 @@ DEFAULT_ENHANCED = {
 _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
+UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
+AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Client-provided text made safe for one log line: bounded, escapes for anything but
+    printable ASCII (no raw NUL, CR or LF can reach the log)."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
 
 
 def _domain(address: str) -> str:
@@ -81,8 +97,6 @@ class RelaySMTP(SMTP):
             auth_require_tls=True,
             loop=server.loop,
         )
-        # The implicit-TLS socket is encrypted although aiosmtpd never saw a STARTTLS.
-        self._auth_require_tls = role != ROLE_TLS
         # Room for DSN parameters (RFC 3461 4: +100 MAIL, +500 RCPT); per instance, unlike
         # aiosmtpd's class-wide dict that grows with every EHLO.
         self.command_size_limits = collections.defaultdict(
@@ -106,10 +120,14 @@ class RelaySMTP(SMTP):
             self.tls_version = ssl_object.version() or ""
             self.tls_cipher = (ssl_object.cipher() or ("",))[0]
         if first:
+            # Counted at TCP accept, before any TLS handshake: the implicit-TLS listener is a
+            # plain TCP server and the session starts TLS itself (see _tls_handshake).
             peer = transport.get_extra_info("peername")
             self.peer_ip = peer[0] if peer else None
             self._refused = not self.server.connection_opened(self.peer_ip)
             self._counted = not self._refused
+            if self.role == ROLE_TLS:
+                transport.pause_reading()  # the ClientHello is for the TLS layer, not for us
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
@@ -119,12 +137,46 @@ class RelaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refused:
-            log.warning("refused connection from %s: too many connections from this IP",
-                        self.peer_ip)
-            await self.push("421 4.7.0 Too many connections from your address, try later")
+            log.warning("refused connection from %s (%s port): too many connections from this IP",
+                        self.peer_ip, self.role)
+            if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
+                await self.push("421 4.7.0 Too many connections from your address, try later")
             self.transport.close()
             return
+        if self.role == ROLE_TLS and not await self._tls_handshake("implicit TLS"):
+            return
         await super()._handle_client()
+
+    async def _tls_handshake(self, kind: str) -> bool:
+        """Put TLS under this session, as aiosmtpd's STARTTLS does, with a handshake timeout.
+
+        False (after one INFO line and a close) when the handshake fails: a client that
+        rejects our certificate, a scanner, a TLS version we do not speak, a timeout.
+        """
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, self.server.tls_context, waiter, server_side=True,
+            ssl_handshake_timeout=self.server.tls_handshake_timeout,
+        )
+        self._original_transport = self.transport
+        self._original_transport.set_protocol(self._tls_protocol)
+        self.transport = self._tls_protocol._app_transport
+        self._tls_protocol.connection_made(self._original_transport)
+        if kind == "implicit TLS":
+            self._original_transport.resume_reading()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure ends the same way
+            log.info("TLS handshake failed (%s) from %s: %s", kind, self.peer_ip,
+                     _tls_failure(exc))
+            self.transport.close()
+            # The TLS layer never made us its protocol, so nobody else tells us the
+            # connection is gone (aiosmtpd does the same after a failed STARTTLS).
+            self.connection_lost(exc)
+            return False
+        return True
 
     def _timeout_cb(self) -> None:
         idle = self.loop.time() - self._last_activity
@@ -151,13 +203,18 @@ class RelaySMTP(SMTP):
     # -- replies ------------------------------------------------------------------------
 
     async def push(self, status) -> None:
+        if isinstance(status, str) and status.startswith('500 Error: command "'):
+            # aiosmtpd echoes the unknown line, which may be a credential sent after an AUTH
+            # refusal (538, 503): never send it back, never log it.
+            status = UNKNOWN_COMMAND
         if isinstance(status, str) and len(status) > 4 and status[3] in " -":
             enhanced = DEFAULT_ENHANCED.get(status[:3])
             if enhanced and not _HAS_ENHANCED.match(status, 4):
                 status = f"{status[:4]}{enhanced} {status[4:]}"
             if status[0] in "45":
                 # Every refusal leaves a line, whichever layer (ours or aiosmtpd's) made it.
-                log.info("refused %s (%s port): %s", self.peer_ip, self.role, status)
+                log.info("refused %s (%s port): %s", self.peer_ip, self.role,
+                         printable(status))
         await super().push(status)
 
     async def _push_lines(self, lines: list[str]) -> None:
@@ -187,9 +244,21 @@ class RelaySMTP(SMTP):
 
     # -- greeting and TLS ---------------------------------------------------------------
 
-    async def smtp_EHLO(self, hostname: str | None) -> None:
+    async def _bad_greeting(self, command: str, hostname: str | None) -> bool:
         if not hostname:
-            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            await self.push(f"501 5.5.4 Syntax: {command} hostname")
+            return True
+        if not is_printable_ascii(hostname):
+            # NUL or control characters: stored with the message, they would break the write
+            # (PostgreSQL refuses NUL in text) and the Received header.
+            log.info("%s refused from %s: control characters in %r", command, self.peer_ip,
+                     hostname[:100])
+            await self.push(f"501 5.5.4 {command} argument must be printable ASCII")
+            return True
+        return False
+
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if await self._bad_greeting("EHLO", hostname):
             return
         self._set_rset_state()
         self.session.extended_smtp = True
@@ -207,8 +276,7 @@ class RelaySMTP(SMTP):
         )
 
     async def smtp_HELO(self, hostname: str | None) -> None:
-        if not hostname:
-            await self.push("501 5.5.4 Syntax: HELO hostname")
+        if await self._bad_greeting("HELO", hostname):
             return
         self._set_rset_state()
         self.session.extended_smtp = False
@@ -219,17 +287,78 @@ class RelaySMTP(SMTP):
         if self.is_tls:
             await self.push("503 5.5.1 TLS is already active")
             return
-        await super().smtp_STARTTLS(arg)
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
+            return
+        if self.tls_context is None:
+            await self.push("454 4.7.0 TLS not available")
+            return
+        await self.push("220 2.0.0 Ready to start TLS")
+        await self._tls_handshake("STARTTLS")
 
     # -- AUTH ---------------------------------------------------------------------------
 
     async def smtp_AUTH(self, arg: str) -> None:
+        if self.session.host_name is not None and not self.session.extended_smtp:
+            await self.push("503 5.5.1 Send EHLO first")  # AUTH is an ESMTP extension
+            return
         if self.envelope is not None and self.envelope.mail_from is not None:
             await self.push("503 5.5.1 AUTH is not allowed during a mail transaction")
             return
         if arg and arg.split()[0].upper() not in ("PLAIN", "LOGIN") and self.is_tls:
             log.info("AUTH with unknown mechanism from %s", self.peer_ip)
         await super().smtp_AUTH(_upper_first(arg))
+
+    async def _read_auth_line(self) -> bytes | None:
+        """One client line of the AUTH exchange, CRLF included; None if longer than
+        AUTH_LINE_MAX (read to its end and dropped). The reader's own limit is one SMTP
+        command line (1,001 octets), so longer lines come in pieces."""
+        reader = self._reader
+        parts: list[bytes] | None = []
+        size = 0
+        while True:
+            try:
+                piece = await reader.readuntil(b"\n")
+                done = True
+            except asyncio.LimitOverrunError as exc:
+                piece = await reader.read(exc.consumed)
+                done = False
+            except asyncio.IncompleteReadError as exc:
+                piece, done = exc.partial, True  # the client went away mid-line
+            self._last_activity = self.loop.time()
+            size += len(piece)
+            if parts is not None:
+                if size > AUTH_LINE_MAX:
+                    parts = None
+                else:
+                    parts.append(piece)
+            if done:
+                return None if parts is None else b"".join(parts)
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response=False
+    ):
+        """aiosmtpd's challenge_auth with AUTH lines up to 12,288 octets (RFC 4954) instead of
+        its 1,001-octet reader limit, and a clean 500 5.5.6 beyond that."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(b"334 " + (b64encode(challenge) if encode_to_b64 else challenge))
+        line = await self._read_auth_line()
+        if line is None:
+            log.info("AUTH refused from %s: response line over %d octets", self.peer_ip,
+                     AUTH_LINE_MAX)
+            await self.push("500 5.5.6 Authentication exchange line is too long")
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":  # RFC 4954: the client cancels the exchange
+            log.info("AUTH cancelled by %s", self.peer_ip)
+            await self.push("501 5.7.0 Authentication cancelled")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except ValueError:
+            await self.push("501 5.5.2 Cannot decode base64")
+            return MISSING
 
     async def _initial_or_challenge(self, args: list[str], challenge: str) -> bytes | None:
         if len(args) == 1:
@@ -282,7 +411,8 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
-        log.info("AUTH ok: ip=%s username=%s", self.peer_ip, user)
+        log.info("AUTH ok: ip=%s username=%r verified=%s", self.peer_ip, user,
+                 "cache" if outcome.cached else "argon2")
         return AuthResult(success=True, auth_data=outcome.login)
 
     # -- the envelope -------------------------------------------------------------------
@@ -316,7 +446,7 @@ class RelaySMTP(SMTP):
             except ParamError as exc:
                 error = str(exc)
         if error is not None:
-            log.info("MAIL refused from %s: %s", self.peer_ip, error)
+            log.info("MAIL refused from %s: %s", self.peer_ip, printable(error))
             await self.push(error)
             return
         self.envelope.mail_from = address
@@ -349,7 +479,7 @@ class RelaySMTP(SMTP):
             except ParamError as exc:
                 error = str(exc)
         if error is not None:
-            log.info("RCPT refused from %s: %s", self.peer_ip, error)
+            log.info("RCPT refused from %s: %s", self.peer_ip, printable(error))
             await self.push(error)
             return
         self.envelope.rcpt_tos.append(address)
@@ -518,6 +648,12 @@ class RelaySMTP(SMTP):
             login.username if login else "-", self.peer_ip, self.tls_version or "-",
         )
         await self.push(f"250 2.0.0 Ok: queued as {queue_id}")
+
+
+def _tls_failure(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason  # e.g. TLSV1_ALERT_UNKNOWN_CA, UNSUPPORTED_PROTOCOL, HTTP_REQUEST
+    return printable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 def _upper_first(arg: str | None) -> str | None:

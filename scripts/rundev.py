@@ -1,6 +1,8 @@
 """`make run`: the web app and runsmtp side by side for development; Ctrl-C stops both.
 
 The SMTP listeners use unprivileged ports on 127.0.0.1: 2465 (TLS), 2587 (STARTTLS), 2025 (mx).
+Both processes get them in their environment (SMTP_BIND, SMTP_*_PORTS, SMTP_HOSTNAME), so the
+web app's Connect page names the ports runsmtp really listens on.
 """
 import os
 import signal
@@ -14,18 +16,28 @@ WEB = "127.0.0.1:8000"
 BIND, TLS_PORT, STARTTLS_PORT, MX_PORT = "127.0.0.1", 2465, 2587, 2025
 
 
+def dev_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of both child processes: ``base`` with the development listeners."""
+    return dict(
+        base,
+        DEBUG=base.get("DEBUG", "true"),
+        SMTP_BIND=BIND,
+        SMTP_TLS_PORTS=str(TLS_PORT),
+        SMTP_STARTTLS_PORTS=str(STARTTLS_PORT),
+        SMTP_MX_PORTS=str(MX_PORT),
+        SMTP_HOSTNAME=BIND,
+    )
+
+
 def main() -> int:
     python = sys.executable
     manage = str(ROOT / "manage.py")
-    env = dict(os.environ, DEBUG=os.environ.get("DEBUG", "true"))
+    env = dev_env(dict(os.environ))
     procs = [
         subprocess.Popen([python, manage, "runserver", WEB], cwd=ROOT, env=env),
-        subprocess.Popen(
-            [python, manage, "runsmtp", "--bind", BIND, "--tls-ports", str(TLS_PORT),
-             "--starttls-ports", str(STARTTLS_PORT), "--mx-ports", str(MX_PORT)],
-            # DEBUG would make Django keep every SQL query of the queue writer in memory.
-            cwd=ROOT, env=dict(env, DEBUG="false"),
-        ),
+        # runsmtp reads its listeners from the same settings as the web app.
+        # DEBUG would make Django keep every SQL query of the queue writer in memory.
+        subprocess.Popen([python, manage, "runsmtp"], cwd=ROOT, env=dict(env, DEBUG="false")),
     ]
     print(f"""
 smtpeter is starting:

@@ -15,6 +15,7 @@ SERVER_ENV = {
     "SMTP_AUTH_FAILURE_WINDOW": "60",
     "SMTP_MAX_CONNECTIONS_PER_IP": "30",
     "SMTP_IDLE_TIMEOUT": "5",
+    "SMTP_TLS_HANDSHAKE_TIMEOUT": "2",
 }
 
 
@@ -35,6 +36,10 @@ def smtp_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory)
     ).start()
     yield server
     server.stop()
+    # Every bad input a module throws at the server gets a reply and a log line, never a
+    # traceback (tests that break the database on purpose use a server of their own).
+    log = server.log_text()
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
 
 
 @pytest.fixture

@@ -51,7 +51,8 @@ def test_rcpt_params():
 
 @pytest.mark.parametrize("text", [
     "NOTIFY=NEVER,SUCCESS", "NOTIFY=", "NOTIFY=SUCCESS,,FAILURE", "ORCPT=;x", "ORCPT=rfc822;",
-    "ORCPT=rfc 822;x", "NOTIFY=DELAY NOTIFY=DELAY",
+    "ORCPT=rfc 822;x", "NOTIFY=DELAY NOTIFY=DELAY", "ORCPT=rfc822;a+0Ab", "ORCPT=rfc822;a+0D",
+    "ORCPT=rfc822;a+00b", "ORCPT=rfc822;a+ff", "ORCPT=rfc822;a+7F",
 ])
 def test_rcpt_params_errors(text):
     with pytest.raises(ParamError) as exc:
