@@ -26,14 +26,19 @@ def tls_files(tmp_path_factory):
     return d / "cert.pem", d / "key.pem"
 
 
-@pytest.fixture(scope="module")
-def smtp_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
+def start_server(django_db_blocker, tls_files, tmp_path_factory) -> Server:
+    """A real runsmtp on free ports with SERVER_ENV, against the test database."""
     with django_db_blocker.unblock():
         connection.ensure_connection()
-    server = Server(
+    return Server(
         cert=tls_files[0], key=tls_files[1], workdir=tmp_path_factory.mktemp("runsmtp"),
         env_extra=SERVER_ENV,
     ).start()
+
+
+@pytest.fixture(scope="module")
+def smtp_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
+    server = start_server(django_db_blocker, tls_files, tmp_path_factory)
     yield server
     server.stop()
     # Every bad input a module throws at the server gets a reply and a log line, never a

@@ -11,8 +11,7 @@ from django.db import connection, transaction
 
 from relay.models import Message, Recipient
 
-from .conftest import SERVER_ENV
-from .smtp_helpers import Server
+from .conftest import start_server
 from .test_submission import authed
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,12 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def smtp_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
-    with django_db_blocker.unblock():
-        connection.ensure_connection()
-    server = Server(
-        cert=tls_files[0], key=tls_files[1], workdir=tmp_path_factory.mktemp("runsmtp"),
-        env_extra=SERVER_ENV,
-    ).start()
+    server = start_server(django_db_blocker, tls_files, tmp_path_factory)
     yield server
     server.stop()
 
