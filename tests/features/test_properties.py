@@ -144,3 +144,27 @@ def test_rendered_html_decodes_to_the_input_outside_the_rewritten_values(
     else:
         assert resolve(decoded(text), prepared, escape=False) == "unchanged https://example.com/t"
     lines_ok(out.message)
+
+
+# Bytes that exercise every branch of quoted-printable encoding: "=", controls (NUL marks a
+# URL's place), 8-bit, spaces and tabs at line ends, long runs that must be cut.
+QP_BYTES = st.lists(st.sampled_from([
+    b"a", b" ", b"\t", b"=", b"\0", b".", b"\x7f", b"\x01", b"\xc3\xa9", b"\xff", b"=00",
+    b"x" * 74, b"y" * 80, b"\r\n", b"\n", b"\r", bytes(range(256)),
+]), max_size=40).map(b"".join)
+
+
+@SETTINGS
+@given(data=QP_BYTES, newline=st.sampled_from([b"\r\n", b"\n"]))
+def test_quoted_printable_decodes_to_its_input_in_lines_of_at_most_76(data, newline):
+    import binascii
+
+    out = mime.qp_encode(data, newline)
+    assert binascii.a2b_qp(out) == data
+    assert out.isascii()
+    rest = data.replace(newline, b"")
+    if b"\r" not in rest and b"\n" not in rest:  # only the part's own line ends: its lines
+        lines = out.split(newline)
+        assert all(len(line) <= 76 and b"\r" not in line and b"\n" not in line
+                   for line in lines), out
+        assert not any(line.endswith((b" ", b"\t")) for line in lines), out
