@@ -189,16 +189,16 @@ def qp_encode(data: bytes, newline: bytes) -> bytes:
     A CR or LF that is not part of the part's own line ending stays encoded (=0D, =0A), so
     the decoded bytes are exactly data.
     """
+    fast = _qp_mostly_ascii(data, newline)
+    if fast is not None:
+        return fast
     encode = binascii.b2a_qp
     if newline == b"\n":
         bare = b"\r" in data
     else:
         pairs = data.count(b"\r\n")
         bare = data.count(b"\n") != pairs or data.count(b"\r") != pairs
-    if not bare:  # every CR and LF is the part's own line ending
-        fast = _qp_mostly_ascii(data, newline)
-        if fast is not None:
-            return fast
+    if not bare:  # every CR and LF is the part's own line ending: one call does it
         out = encode(data, quotetabs=False, istext=True, header=False)
     elif newline not in data:
         out = encode(data, quotetabs=False, istext=False, header=False)
@@ -220,7 +220,7 @@ _WHITESPACE = (b" ", b"\t")
 
 
 def _qp_mostly_ascii(data: bytes, newline: bytes) -> bytes | None:
-    """qp_encode for text with at most a few kinds of byte to escape, None for any other.
+    """qp_encode for text with few kinds of byte to escape and no bare CR or LF, else None.
 
     binascii.b2a_qp looks at every byte in turn (~0.5 ms for 50 KB of HTML); here bytes
     methods escape each kind of byte at once and only lines over 76 are cut.
@@ -234,10 +234,15 @@ def _qp_mostly_ascii(data: bytes, newline: bytes) -> bytes | None:
         kinds.discard(0x3D)
     for byte in kinds:
         out = out.replace(bytes((byte,)), b"=%02X" % byte)
+    lines = out.split(newline)
+    # Every CR and LF must be part of a line end (newline): a bare one needs its own escape.
+    ends = len(lines) - 1
+    if out.count(b"\n") != ends or out.count(b"\r") != (ends if newline == b"\r\n" else 0):
+        return None
     soft = b"=" + newline
     return newline.join([
         line if len(line) <= 76 and not line.endswith(_WHITESPACE) else _qp_line(line, soft)
-        for line in out.split(newline)
+        for line in lines
     ])
 
 
