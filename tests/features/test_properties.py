@@ -168,3 +168,30 @@ def test_quoted_printable_decodes_to_its_input_in_lines_of_at_most_76(data, newl
         assert all(len(line) <= 76 and b"\r" not in line and b"\n" not in line
                    for line in lines), out
         assert not any(line.endswith((b" ", b"\t")) for line in lines), out
+
+
+def _attr_reference(attrs: str, wanted: str):
+    """The first attribute called wanted, by walking every attribute token (the slow way)."""
+    from features.links import _ATTR
+
+    for m in _ATTR.finditer(attrs):
+        if m.group("name").lower() == wanted:
+            if m.group("value") is None:
+                return m.start(), m.end(), ""
+            return m.start(2), m.end(2), m.group("value")
+    return None
+
+
+ATTR_TOKENS = st.lists(st.sampled_from([
+    " ", "\t", "\n", "\u00a0", "\u2028", '"', "'", "=", "/", ">", "<", "href", "HREF", "hReF",
+    "src", "SRC", "\u017frc", "hrefx", "xhref", "a", '="v"', "='v'", "=v", " = ", '"x y"',
+    "data-notrack", "-",
+]), max_size=16).map("".join)
+
+
+@SETTINGS
+@given(attrs=ATTR_TOKENS, wanted=st.sampled_from(["href", "src"]))
+def test_attribute_lookup_matches_a_walk_over_every_attribute(attrs, wanted):
+    from features.links import _attr
+
+    assert _attr(attrs, 0, wanted) == _attr_reference(attrs, wanted)
