@@ -209,7 +209,20 @@ def qp_encode(data: bytes, newline: bytes) -> bytes:
         )
     if newline == b"\r\n" and b"=\n" in out:
         out = out.replace(b"=\n", b"=\r\n")  # b2a_qp's soft breaks are bare LF
+    # b2a_qp lets a line run to 77 in some cases (a tab or an escaped CR/LF near the cut):
+    # cut those again.
+    lines = out.split(newline)
+    if any(len(line) > 76 for line in lines):
+        soft = b"=" + newline
+        out = newline.join([line if len(line) <= 76 else _recut(line, soft) for line in lines])
     return out
+
+
+def _recut(line: bytes, soft: bytes) -> bytes:
+    # A final "=" is a soft line break (an escape always has two characters after its "=").
+    if line.endswith(b"="):
+        return soft.join(_QP_CHUNK.findall(line[:-1])) + b"="
+    return soft.join(_QP_CHUNK.findall(line))
 
 
 # Bytes quoted-printable leaves as they are (anywhere but at a line end); "=" is not one.
