@@ -254,12 +254,15 @@ def _qp_mostly_ascii(data: bytes, newline: bytes) -> bytes | None:
         return None
     soft = b"=" + newline
     return newline.join([
-        line if len(line) <= 76 and not line.endswith(_WHITESPACE) else _qp_line(line, soft)
+        line if len(line) <= 76 and not line.endswith(_WHITESPACE) and line != b"."
+        else _qp_line(line, soft)
         for line in lines
     ])
 
 
 def _qp_line(line: bytes, soft: bytes) -> bytes:
+    if line == b".":  # as b2a_qp does: a lone "." ends an SMTP DATA that forgot to dot-stuff
+        return b"=2E"
     # A space or tab at the end of a line would be lost in transport: escape it.
     if line.endswith(_WHITESPACE):
         line = line[:-1] + (b"=20" if line[-1] == 0x20 else b"=09")

@@ -167,6 +167,7 @@ def test_quoted_printable_decodes_to_its_input_in_lines_of_at_most_76(data, newl
     assert all(len(line) <= 76 and b"\r" not in line and b"\n" not in line
                for line in lines), out
     assert not any(line.endswith((b" ", b"\t")) for line in lines), out
+    assert b"." not in lines, out  # a lone dot would end an SMTP DATA that is not dot-stuffed
 
 
 def _attr_reference(attrs: str, wanted: str):
