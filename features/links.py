@@ -112,17 +112,34 @@ def visible_text(markup: str) -> str:
     return _SPACE.sub(" ", html.unescape(_STRIP_TAGS.sub("", markup))).strip()
 
 
+def _attr_pattern(name: str) -> re.Pattern:
+    # What _ATTR.finditer() would find first under this name, in one match: the other
+    # attributes and the characters between them skipped as _ATTR tokenises them (possessive,
+    # so a tag without the attribute fails in linear time). The name's case is spelled out:
+    # re.I would also take "ſrc" (long s) for "src", which str.lower() does not.
+    word = "".join(f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in name)
+    return re.compile(
+        r"""(?:[\s"'>/=]|(?!""" + word + r"""(?:[\s"'>/=]|\Z))[^\s"'>/=]+"""
+        r"""(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+))?)*+"""
+        r"""(?P<name>""" + word + r""")(?=[\s"'>/=]|\Z)"""
+        r"""(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?"""
+    )
+
+
+_ATTR_NAMED = {name: _attr_pattern(name) for name in ("href", "src")}
+
+
 def _attr(attrs: str, offset: int, wanted: str) -> tuple[int, int, str] | None:
     """(start, end, raw value) of the first attribute called wanted, scanning no further."""
-    for m in _ATTR.finditer(attrs):
-        name, value = m.groups()
-        if name.lower() == wanted:
-            if value is None:
-                start, end = m.span()
-                return offset + start, offset + end, ""
-            start, end = m.span(2)
-            return offset + start, offset + end, value
-    return None
+    m = _ATTR_NAMED[wanted].match(attrs)
+    if m is None:
+        return None
+    value = m.group("value")
+    if value is None:
+        start, end = m.span("name")
+        return offset + start, offset + end, ""
+    start, end = m.span("value")
+    return offset + start, offset + end, value
 
 
 def _attr_charref(m: re.Match) -> str:

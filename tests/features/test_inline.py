@@ -130,3 +130,17 @@ def test_an_unknown_inliner_is_refused_and_render_says_so():
     raw = message(part("text/html", b"<style>p{color:red}</style><p>x</p>", "utf-8"))
     out = prepare(raw, {"inlinecss": True}, inliner="nope").for_recipient(CTX)
     assert out.message == raw and any("CSS not inlined" in w for w in out.warnings)
+
+
+@pytest.mark.parametrize("html, expected", [
+    ("<p>{{ name }}</p>", True), ("{% if x %}", True), ("*|FNAME|*", True), ("%%NAME%%", True),
+    ("<style>p { color: red; width: 100%; }</style><p>5 * 3</p>", False),
+    ("a {", True),  # a "{" at the very end: cannot rule it out, so the regex runs
+    ("{ " * 600, True),  # past the bound the regex decides (it is linear)
+])
+def test_placeholder_prefilter_never_skips_a_placeholder(html, expected):
+    from features.inline import _PLACEHOLDER, _may_hold_placeholder
+
+    assert _may_hold_placeholder(html) is expected
+    if _PLACEHOLDER.search(html):
+        assert _may_hold_placeholder(html)

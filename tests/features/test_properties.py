@@ -144,3 +144,54 @@ def test_rendered_html_decodes_to_the_input_outside_the_rewritten_values(
     else:
         assert resolve(decoded(text), prepared, escape=False) == "unchanged https://example.com/t"
     lines_ok(out.message)
+
+
+# Bytes that exercise every branch of quoted-printable encoding: "=", controls (NUL marks a
+# URL's place), 8-bit, spaces and tabs at line ends, long runs that must be cut.
+QP_BYTES = st.lists(st.sampled_from([
+    b"a", b" ", b"\t", b"=", b"\0", b".", b"\x7f", b"\x01", b"\xc3\xa9", b"\xff", b"=00",
+    b"x" * 74, b"y" * 80, b"\r\n", b"\n", b"\r", bytes(range(256)),
+]), max_size=40).map(b"".join)
+
+
+@SETTINGS
+@given(data=QP_BYTES, newline=st.sampled_from([b"\r\n", b"\n"]))
+def test_quoted_printable_decodes_to_its_input_in_lines_of_at_most_76(data, newline):
+    import binascii
+
+    out = mime.qp_encode(data, newline)
+    assert binascii.a2b_qp(out) == data
+    assert out.isascii()
+    lines = out.split(newline)
+    # Bare CRs and LFs (not the part's own line end) are escaped, never raw inside a line.
+    assert all(len(line) <= 76 and b"\r" not in line and b"\n" not in line
+               for line in lines), out
+    assert not any(line.endswith((b" ", b"\t")) for line in lines), out
+    assert b"." not in lines, out  # a lone dot would end an SMTP DATA that is not dot-stuffed
+
+
+def _attr_reference(attrs: str, wanted: str):
+    """The first attribute called wanted, by walking every attribute token (the slow way)."""
+    from features.links import _ATTR
+
+    for m in _ATTR.finditer(attrs):
+        if m.group("name").lower() == wanted:
+            if m.group("value") is None:
+                return m.start(), m.end(), ""
+            return m.start(2), m.end(2), m.group("value")
+    return None
+
+
+ATTR_TOKENS = st.lists(st.sampled_from([
+    " ", "\t", "\n", "\u00a0", "\u2028", '"', "'", "=", "/", ">", "<", "href", "HREF", "hReF",
+    "src", "SRC", "\u017frc", "hrefx", "xhref", "a", '="v"', "='v'", "=v", " = ", '"x y"',
+    "data-notrack", "-",
+]), max_size=16).map("".join)
+
+
+@SETTINGS
+@given(attrs=ATTR_TOKENS, wanted=st.sampled_from(["href", "src"]))
+def test_attribute_lookup_matches_a_walk_over_every_attribute(attrs, wanted):
+    from features.links import _attr
+
+    assert _attr(attrs, 0, wanted) == _attr_reference(attrs, wanted)
