@@ -199,3 +199,13 @@ class LineClient:
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def old_tls_context(server: Server) -> ssl.SSLContext:
+    """A client context that offers only TLS 1.0/1.1, which runsmtp must refuse."""
+    ctx = server.client_context()
+    with pytest.warns(DeprecationWarning):
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    return ctx

@@ -11,7 +11,7 @@ from credentials.models import Login
 from relay.esmtp_params import xtext_encode
 from relay.models import Message, Recipient
 
-from .smtp_helpers import HOST, LineClient, b64
+from .smtp_helpers import HOST, LineClient, b64, old_tls_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -135,11 +135,7 @@ def test_starttls_reply_and_auth_after_helo_carry_enhanced_codes(smtp_server, lo
 def test_tls_older_than_1_2_is_refused(smtp_server):
     import ssl
 
-    ctx = smtp_server.client_context()
-    with pytest.warns(DeprecationWarning):
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    ctx = old_tls_context(smtp_server)
     with pytest.raises((ssl.SSLError, ConnectionError)):
         smtplib.SMTP_SSL(HOST, smtp_server.tls_port, context=ctx, timeout=5).ehlo()
 

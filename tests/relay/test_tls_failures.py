@@ -9,7 +9,7 @@ import pytest
 
 from relay.tls import write_self_signed
 
-from .smtp_helpers import HOST, LineClient
+from .smtp_helpers import HOST, LineClient, old_tls_context
 from .test_submission import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,11 +53,7 @@ def test_client_rejecting_the_certificate_on_implicit_tls(smtp_server, foreign_c
 
 
 def test_old_tls_and_plain_text_on_the_implicit_tls_port_are_logged(smtp_server):
-    ctx = smtp_server.client_context()
-    with pytest.warns(DeprecationWarning):
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    ctx = old_tls_context(smtp_server)
     with pytest.raises((ssl.SSLError, ConnectionError)):
         ctx.wrap_socket(_connect(smtp_server.tls_port, "127.0.0.83"), server_hostname=HOST)
     sock = _connect(smtp_server.tls_port, "127.0.0.84")
