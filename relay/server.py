@@ -7,6 +7,7 @@ import asyncio.sslproto
 import logging
 import signal
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,12 +19,24 @@ from .smtp_auth import Authenticator
 from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP
 
 log = logging.getLogger("relay.server")
-# asyncio's TLS layer keeps a receive buffer of SSLProtocol.max_size per connection, 256 KiB
-# by default (Python 3.11): 1,000 idle TLS sessions would hold 250 MiB in these buffers alone.
-# One TLS record (16 KiB plus its header) per read is as fast for SMTP.
+# asyncio's TLS layer (implicit TLS on either loop; STARTTLS too with SMTP_EVENT_LOOP=asyncio)
+# keeps a receive buffer of SSLProtocol.max_size per connection, 256 KiB by default (Python
+# 3.11): 1,000 idle TLS sessions would hold 250 MiB in these buffers alone. One TLS record
+# (16 KiB plus its header) per read is as fast for SMTP.
 TLS_READ_BUFFER = 17 * 1024
 ROLES = ("submission", "mx")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The loop factory for SMTP_EVENT_LOOP ("uvloop" or "asyncio"); ValueError otherwise."""
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if name == "uvloop":
+        import uvloop  # only imported when chosen
+
+        return uvloop.new_event_loop
+    raise ValueError(f"SMTP_EVENT_LOOP must be uvloop or asyncio, not {name!r}")
 
 
 @dataclass
@@ -129,7 +142,8 @@ class RelayServer:
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         ports = ", ".join(f"{s.port}/{s.role}" for s in self.specs)
-        log.info("runsmtp ready on %s: %s", self.bind, ports)
+        log.info("runsmtp ready on %s: %s (%s event loop)", self.bind, ports,
+                 type(loop).__module__.split(".")[0])
         await self._stopping.wait()
         log.info("runsmtp stopping")
         await self.stop()

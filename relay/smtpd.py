@@ -126,8 +126,25 @@ class RelaySMTP(SMTP):
             self.peer_ip = peer[0] if peer else None
             self._refused = not self.server.connection_opened(self.peer_ip)
             self._counted = not self._refused
-            if self.role == ROLE_TLS:
-                transport.pause_reading()  # the ClientHello is for the TLS layer, not for us
+            if self.role == ROLE_TLS and not self._refused:
+                self._start_implicit_tls(transport)
+
+    def _start_implicit_tls(self, transport: asyncio.BaseTransport) -> None:
+        """Put asyncio's TLS layer under the session at once, in connection_made.
+
+        Not loop.start_tls from the session task: uvloop starts reading right after
+        connection_made (pause_reading there is ignored), so the ClientHello could reach
+        the plain-text reader first. Set up here, every byte goes to the TLS layer.
+        """
+        self._tls_waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, self.server.tls_context, self._tls_waiter, server_side=True,
+            ssl_handshake_timeout=self.server.tls_handshake_timeout,
+        )
+        self._original_transport = transport
+        transport.set_protocol(self._tls_protocol)
+        self.transport = self._tls_protocol._app_transport
+        self._tls_protocol.connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
@@ -153,19 +170,21 @@ class RelaySMTP(SMTP):
         False (after one INFO line and a close) when the handshake fails: a client that
         rejects our certificate, a scanner, a TLS version we do not speak, a timeout.
         """
-        waiter = self.loop.create_future()
-        self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, self.server.tls_context, waiter, server_side=True,
-            ssl_handshake_timeout=self.server.tls_handshake_timeout,
-        )
-        self._original_transport = self.transport
-        self._original_transport.set_protocol(self._tls_protocol)
-        self.transport = self._tls_protocol._app_transport
-        self._tls_protocol.connection_made(self._original_transport)
-        if kind == "implicit TLS":
-            self._original_transport.resume_reading()
         try:
-            await waiter
+            if self.role == ROLE_TLS:  # the TLS layer is already there (_start_implicit_tls)
+                await self._tls_waiter
+            else:
+                # Plain text pipelined after STARTTLS must not be read as the first encrypted
+                # command (RFC 3207 5); cleared before the handshake, since the client's first
+                # encrypted command may arrive before this task resumes.
+                self._reader._buffer.clear()
+                self._original_transport = self.transport
+                # loop.start_tls: on uvloop the TLS layer is compiled, a fraction of the CPU
+                # of asyncio's pure-Python one per handshake.
+                tls_transport = await self.loop.start_tls(
+                    self.transport, self, self.server.tls_context, server_side=True,
+                    ssl_handshake_timeout=self.server.tls_handshake_timeout,
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure ends the same way
@@ -176,6 +195,14 @@ class RelaySMTP(SMTP):
             # connection is gone (aiosmtpd does the same after a failed STARTTLS).
             self.connection_lost(exc)
             return False
+        if self.role == ROLE_TLS:
+            return True  # asyncio's TLS layer has called connection_made itself
+        self._tls_protocol = _TLSInfo(tls_transport)
+        # aiosmtpd's connection_made (its STARTTLS half) clears the reader's buffer, which by
+        # now may hold the client's first encrypted command: keep it.
+        received = bytes(self._reader._buffer)
+        self.connection_made(tls_transport)
+        self._reader._buffer.extend(received)
         return True
 
     def _timeout_cb(self) -> None:
@@ -662,6 +689,17 @@ def _upper_first(arg: str | None) -> str | None:
         return arg
     mech, _, rest = arg.partition(" ")
     return f"{mech.upper()} {rest}"
+
+
+class _TLSInfo:
+    """What aiosmtpd reads from its TLS protocol object (`_extra`, for session.ssl) and tests
+    for truth (TLS active), for a TLS layer set up by loop.start_tls."""
+
+    def __init__(self, transport: asyncio.BaseTransport):
+        self._extra = {
+            key: transport.get_extra_info(key)
+            for key in ("ssl_object", "peercert", "cipher", "compression", "sslcontext")
+        }
 
 
 class _NoHooks:

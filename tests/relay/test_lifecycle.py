@@ -72,6 +72,33 @@ def test_kill_9_after_250_loses_nothing(own_server, login):
     assert Message.objects.count() == 2
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_each_event_loop_takes_mail_over_implicit_tls_and_starttls(tls_files, tmp_path, login,
+                                                                   loop):
+    server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path,
+                    env_extra={**SERVER_ENV, "SMTP_EVENT_LOOP": loop}).start()
+    try:
+        with smtplib.SMTP_SSL(HOST, server.tls_port, context=server.client_context()) as s:
+            s.login(login[0].username, login[1])
+            s.sendmail("app@example.com", ["bob@example.org"], b"Subject: one\r\n\r\nx\r\n")
+        with smtplib.SMTP(HOST, server.starttls_port) as s:
+            s.starttls(context=server.client_context())
+            s.login(login[0].username, login[1])
+            s.sendmail("app@example.com", ["bob@example.org"], b"Subject: two\r\n\r\nx\r\n")
+    finally:
+        server.stop()
+    assert sorted(bytes(m.raw).split(b"Subject: ")[1][:3] for m in Message.objects.all()) == [
+        b"one", b"two"]
+    assert f"({loop} event loop)" in server.log_text()
+
+
+def test_an_unknown_event_loop_is_refused_at_start(tls_files, tmp_path):
+    server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path,
+                    env_extra={**SERVER_ENV, "SMTP_EVENT_LOOP": "trio"})
+    with pytest.raises(RuntimeError, match="SMTP_EVENT_LOOP must be uvloop or asyncio"):
+        server.start()
+
+
 def _fingerprint(port: int, starttls: bool = False) -> str:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False

@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from relay.server import ROLES, RelayServer, listener_specs
+from relay.server import ROLES, RelayServer, event_loop_factory, listener_specs
 
 
 def _ports(text: str | None, default: list[int]) -> list[int]:
@@ -57,6 +57,11 @@ class Command(BaseCommand):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's AUTH deprecation noise
         try:
-            asyncio.run(RelayServer(specs, bind=opts["bind"]).run())
+            loop_factory = event_loop_factory(settings.SMTP_EVENT_LOOP)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(RelayServer(specs, bind=opts["bind"]).run())
         except OSError as exc:
             raise CommandError(str(exc)) from None
