@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
-from django.utils import timezone
 
 from .models import FEATURE_NAMES, AuditEntry, Login
 
@@ -228,7 +227,3 @@ def authenticate(username: str, password: str) -> Login | None:
     if not verify_password(login, password) or not login.enabled:
         return None
     return login
-
-
-def mark_used(login_id: int) -> None:
-    Login.objects.filter(pk=login_id).update(last_used=timezone.now())
