@@ -307,7 +307,7 @@ def _value_edit(span: tuple[int, int, str], kind: str, index: int) -> tuple[int,
 
 
 def _splice(text: str, edits: list) -> list:
-    """Pieces (str and Slot): text with each edit's span replaced, adjacent strings joined."""
+    """Pieces text, Slot, text, ..., text: each edit's span replaced (texts may be empty)."""
     edits.sort(key=_SPAN)  # in text order; an <img> inside an <a> was found first
     out: list = []
     before: list[str] = []  # text since the last Slot, joined once
@@ -326,10 +326,6 @@ def _splice(text: str, edits: list) -> list:
         before = [PIXEL_AFTER] if replacement is _PIXEL else []
     before.append(text[pos:])
     out.append("".join(before))
-    if out[0] == "":
-        del out[0]
-    if out[-1] == "":
-        del out[-1]
     return out
 
 
@@ -343,7 +339,9 @@ def rewrite_html(
     opens: bool,
     preventscam: bool,
 ) -> list | None:
-    """Pieces (str and Slot) of text with its links and images made trackable, None if unchanged.
+    """[text, Slot, text, ..., Slot, text] with links and images made trackable, None if unchanged.
+
+    Texts and Slots alternate, starting and ending with a text (which may be empty).
 
     Found URLs are appended to links / images, whose positions are the Slots' indexes (image
     indexes start at 1; 0 is the inserted pixel).
@@ -352,7 +350,10 @@ def rewrite_html(
 
 
 def rewrite_text(text: str, links: list[str], changes: list[Change]) -> list | None:
-    """Pieces of a text/plain body with every http(s) URL made trackable, None if there is none."""
+    """[text, Slot, ..., text] for a text/plain body with its http(s) URLs made trackable.
+
+    None if there is none.
+    """
     out: list = []
     pos = 0
     for m in _TEXT_URL.finditer(text):
@@ -375,4 +376,4 @@ def rewrite_text(text: str, links: list[str], changes: list[Change]) -> list | N
     if not out:
         return None
     out.append(text[pos:])
-    return [p for p in out if p != ""]
+    return out

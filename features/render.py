@@ -61,41 +61,47 @@ class Rendered:
 
 @dataclass
 class _Body:
-    """A changed body: text pieces and Slots, encoded per recipient."""
+    """A changed body: [text, Slot, text, ..., Slot, text], encoded per recipient."""
 
     pieces: list
     codec: str
     cte: str
     newline: bytes
     trailing: bytes
-    # The pieces already in charset and transfer encoding, when splicing URLs into the encoded
-    # form gives the same decoded text (QP: each URL sits between soft line breaks).
-    encoded: list | None = None
+    # The texts already in charset and transfer encoding, when splicing URLs into the encoded
+    # form gives the same decoded text (QP: each URL on a line of its own, between soft
+    # line breaks).
+    encoded: list[bytes] | None = None
 
     def compile(self, data: bytes) -> None:
-        """Pre-encode; data is the text pieces joined with a NUL between pieces, encoded."""
+        """Pre-encode; data is the texts joined with a NUL where each Slot goes, encoded."""
         if self.cte == "base64":
             return
-        # Encode the static text once with NULs where the URLs go, then cut at the NULs.
-        # Valid only where NUL is one byte of its own (ASCII-compatible charsets) and the text
-        # has none of its own.
-        if data.count(b"\0") != len(self.pieces) - 1 or "\0x".encode(self.codec) != b"\0x":
+        # Encode the texts once with a NUL where each URL goes, then cut at the NULs. Valid
+        # only where NUL is one byte of its own (ASCII-compatible charsets) and the text has
+        # none of its own.
+        slots = len(self.pieces) // 2
+        if data.count(b"\0") != slots or "\0x".encode(self.codec) != b"\0x":
             return
         if self.cte == "quoted-printable":
-            chunks = mime.qp_encode(data, self.newline).split(b"=00")
-            if len(chunks) != len(self.pieces):
-                return
-            chunks = [
-                mime.qp_soft_break(c, self.newline)
-                if i + 1 < len(chunks) and self.pieces[i + 1].__class__ is not str else c
-                for i, c in enumerate(chunks)
-            ]
+            nl = self.newline
+            soft = b"=" + nl
+            # Each NUL is "=00" on a line of at most 76; a soft break in its place keeps the
+            # line that short and ends it before the URL (where a line starts, none is needed).
+            chunks = mime.qp_encode(data, nl).split(b"=00")
+            last = chunks.pop()
+            chunks = [c + soft if c and not c.endswith(nl) else c for c in chunks]
+            chunks.append(last)
+            # After a URL's soft break a text starts a line; a lone "." there would end an
+            # SMTP DATA at a relay that forgot to dot-stuff, so spell it as b2a_qp does.
+            for i in range(1, len(chunks)):
+                chunk = chunks[i]
+                if chunk[:1] == b"." and (len(chunk) == 1 or chunk[1:1 + len(nl)] == nl):
+                    chunks[i] = b"=2E" + chunk[1:]
         else:
             chunks = data.split(b"\0")
-        self.encoded = [
-            chunk if piece.__class__ is str else piece
-            for piece, chunk in zip(self.pieces, chunks, strict=True)
-        ]
+        if len(chunks) == slots + 1:
+            self.encoded = chunks
 
     def render(self, click_url, open_url, click_text_url) -> bytes:
         if self.encoded is not None:
@@ -112,20 +118,19 @@ class _Body:
     def _splice(self, click_url, open_url, click_text_url) -> bytes:
         qp = self.cte == "quoted-printable"
         soft = b"=" + self.newline
-        out = []
-        last = len(self.encoded) - 1
-        for i, p in enumerate(self.encoded):
-            if p.__class__ is bytes:
-                out.append(p)
-                continue
+        encoded = self.encoded
+        out = [encoded[0]]
+        for i, p in enumerate(self.pieces[1::2], 1):
             data = _url(p, click_url, open_url, click_text_url).encode("ascii")
+            after = encoded[i]
             if qp:
                 # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
                 if len(data) > 76 or b"=" in data:
                     data = mime.qp_encode(data, self.newline)
-                if i != last:
+                if after:
                     data += soft
             out.append(data)
+            out.append(after)
         return b"".join(out)
 
 
@@ -309,7 +314,7 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     header = raw[leaf.header_start:leaf.body_start]
     blank = _BLANK_LINE.search(header)
     fields, sep = (header[: blank.start()], header[blank.start():]) if blank else (header, b"")
-    joined = "\0".join(p if p.__class__ is str else "" for p in pieces)
+    joined = "\0".join(pieces[0::2])  # one NUL where each Slot goes
     # Which charset and transfer encoding the new text can travel in.
     try:
         encoded = joined.encode(codec)

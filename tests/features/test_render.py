@@ -153,6 +153,21 @@ def test_quoted_printable_lines_stay_within_76_with_long_urls():
     assert prepared.links == [f"{long_url}{i}" for i in range(30)]
 
 
+@pytest.mark.parametrize("after", [".\nBye\n", ".", ".\n"])
+def test_no_lone_dot_line_after_a_url_in_quoted_printable(after):
+    # Each tracking URL sits on a line of its own; the text after it starts a new line, and a
+    # "." alone there would end DATA early at a relay that forgot to dot-stuff.
+    text = "See https://example.com/a" + after
+    raw = message(part("text/plain", encode(text, "utf-8", "quoted-printable"), "utf-8",
+                       "quoted-printable"))
+    prepared = prepare(raw, {"clicktracking": True})
+    out = prepared.for_recipient(CTX).message
+    assert prepared.links == ["https://example.com/a"]
+    assert b"\r\n.\r\n" not in out and not out.endswith(b"\r\n.")
+    (p,) = parts_of(out)
+    assert resolve(decoded(p), prepared) == text.replace("\n", "\r\n")
+
+
 def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     html = "<p>" + " ".join(f'<a href="https://e.x/{i}">{i}</a>' for i in range(25)) + "</p>"
     assert len(html) < 998
