@@ -19,23 +19,25 @@ from .links import CLICK, Change, Slot
 from .overrides import strip_smtpeter_headers
 from .tokens import CLICK as CLICK_KIND
 from .tokens import OPEN as OPEN_KIND
-from .tokens import max_token_length, token_maker, url_checker, verp_address
+from .tokens import max_token_length, tokens, url_checks, verp_address
 
 _BLANK_LINE = re.compile(rb"\r?\n\Z")
 _ROUND_TRIPS = frozenset({
     "utf-8", "ascii", "iso8859-1", "iso8859-15", "cp1252", "cp1251", "cp1250", "koi8-r",
 })
-_UNQUOTABLE = re.compile(r"[\s\"'=<>`]")
+_UNQUOTABLE = re.compile(rb"[\s\"'=<>`]")
 
 
-def _url(p: Slot, click_url, open_url, click_text_url) -> str:
+def _ref(p: Slot) -> tuple[str, int, bool]:
+    """Which per-recipient URL list a Slot takes its URL from ("c", "t" or "o"), and where."""
     if p.kind == CLICK:
-        url = click_url(p.index) if p.escape_html else click_text_url(p.index)
-    else:
-        url = open_url(p.index)
-    if p.bare and _UNQUOTABLE.search(url):
-        return f'"{url}"'
-    return url
+        return ("c" if p.escape_html else "t"), p.index, p.bare
+    return "o", p.index, p.bare
+
+
+def _quoted(url: bytes) -> bytes:
+    # An unquoted attribute value cannot hold these; a tracking base URL might.
+    return b'"' + url + b'"' if _UNQUOTABLE.search(url) else url
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class _Body:
     # form gives the same decoded text (QP: each URL on a line of its own, between soft
     # line breaks).
     encoded: list[bytes] | None = None
+    refs: list[tuple[str, int, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.refs = [_ref(p) for p in self.pieces[1::2]]
 
     def compile(self, data: bytes) -> None:
         """Pre-encode; data is the texts joined with a NUL where each Slot goes, encoded."""
@@ -103,26 +109,27 @@ class _Body:
         if len(chunks) == slots + 1:
             self.encoded = chunks
 
-    def render(self, click_url, open_url, click_text_url) -> bytes:
+    def render(self, urls: dict[str, list[bytes]]) -> bytes:
+        """The body with each Slot's URL from urls (see Prepared._urls), fully encoded."""
         if self.encoded is not None:
-            return self._splice(click_url, open_url, click_text_url)
-        out = []
-        for p in self.pieces:
-            if p.__class__ is str:
-                out.append(p)
-            else:
-                out.append(_url(p, click_url, open_url, click_text_url))
+            return self._splice(urls)
+        out = [self.pieces[0]]
+        for (lid, index, bare), text in zip(self.refs, self.pieces[2::2], strict=True):
+            url = _quoted(urls[lid][index]) if bare else urls[lid][index]
+            out.append(url.decode("ascii"))
+            out.append(text)
         data = "".join(out).encode(self.codec)
         return mime.encode_body(data, self.cte, self.newline, self.trailing)
 
-    def _splice(self, click_url, open_url, click_text_url) -> bytes:
+    def _splice(self, urls: dict[str, list[bytes]]) -> bytes:
         qp = self.cte == "quoted-printable"
         soft = b"=" + self.newline
         encoded = self.encoded
         out = [encoded[0]]
-        for i, p in enumerate(self.pieces[1::2], 1):
-            data = _url(p, click_url, open_url, click_text_url).encode("ascii")
-            after = encoded[i]
+        for (lid, index, bare), after in zip(self.refs, encoded[1:], strict=True):
+            data = urls[lid][index]
+            if bare:
+                data = _quoted(data)
             if qp:
                 # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
                 if len(data) > 76 or b"=" in data:
@@ -165,39 +172,37 @@ class Prepared:
         cache_key = (key, kind, message_id)
         checks = self._checks.get(cache_key)
         if checks is None:
-            urls = self.links if kind == CLICK_KIND else self.images
-            check = url_checker(key, kind, message_id)
-            checks = [check(i, u) for i, u in enumerate(urls)]
+            checks = url_checks(key, kind, message_id,
+                                self.links if kind == CLICK_KIND else self.images)
             self._checks = {cache_key: checks, **self._checks}
         return checks
 
-    def _message(self, context: RenderContext) -> bytes:
-        if len(self.segments) == 1 and isinstance(self.segments[0], bytes):
-            return self.segments[0]
+    def _urls(self, context: RenderContext) -> dict[str, list[bytes]]:
+        """This recipient's tracking URLs: "c" clicks in HTML, "t" in text, "o" opens."""
+        kinds = {lid for s in self.segments if s.__class__ is _Body for lid, _, _ in s.refs}
+        key, mid, rid = context.tracking_key, context.message_id, context.recipient_id
         base = context.tracking_base_url
-        click_make = token_maker(context.tracking_key, CLICK_KIND, context.message_id,
-                                 context.recipient_id)
-        open_make = token_maker(context.tracking_key, OPEN_KIND, context.message_id,
-                                context.recipient_id)
-        click_base = html.escape(base + "c/", quote=True)
-        open_base = html.escape(base + "o/", quote=True)
-        text_base = base + "c/"
+        urls: dict[str, list[bytes]] = {}
+        if "c" in kinds or "t" in kinds:
+            made = tokens(key, CLICK_KIND, mid, rid, self._url_checks(key, CLICK_KIND, mid))
+            if "c" in kinds:
+                prefix = html.escape(base + "c/", quote=True).encode("ascii")
+                urls["c"] = [prefix + t for t in made]
+            if "t" in kinds:
+                prefix = (base + "c/").encode("ascii")
+                urls["t"] = [prefix + t for t in made]
+        if "o" in kinds:
+            made = tokens(key, OPEN_KIND, mid, rid, self._url_checks(key, OPEN_KIND, mid))
+            prefix = html.escape(base + "o/", quote=True).encode("ascii")
+            urls["o"] = [prefix + t for t in made]
+        return urls
 
-        click_checks = self._url_checks(context.tracking_key, CLICK_KIND, context.message_id)
-        open_checks = self._url_checks(context.tracking_key, OPEN_KIND, context.message_id)
-
-        def click_url(i: int) -> str:
-            return click_base + click_make(i, click_checks[i])
-
-        def open_url(i: int) -> str:
-            return open_base + open_make(i, open_checks[i])
-
-        def click_text_url(i: int) -> str:
-            return text_base + click_make(i, click_checks[i])
-
+    def _message(self, context: RenderContext) -> bytes:
+        if len(self.segments) == 1 and self.segments[0].__class__ is bytes:
+            return self.segments[0]
+        urls = self._urls(context)
         return b"".join(
-            s if s.__class__ is bytes else s.render(click_url, open_url, click_text_url)
-            for s in self.segments
+            s if s.__class__ is bytes else s.render(urls) for s in self.segments
         )
 
 
@@ -350,8 +355,8 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     part.compile(encoded)
     prepared.links, prepared.images = links, images
     prepared.changes.extend(changes)
-    if all(isinstance(p, str) for p in pieces):
-        return fields + sep, part.render(None, None, None)
+    if len(pieces) == 1:
+        return fields + sep, part.render({})
     return fields + sep, part
 
 
