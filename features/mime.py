@@ -183,15 +183,18 @@ def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:
     return encoded[:start] + line[:cut] + b"=" + newline + line[cut:] + b"=" + newline
 
 
-def qp_encode(data: bytes, newline: bytes) -> bytes:
+def qp_encode(data: bytes, newline: bytes, lf_lines: bool = False) -> bytes:
     """Quoted-printable, lines <= 76, hard line breaks where data has the part's newline.
 
     A CR or LF that is not part of the part's own line ending stays encoded (=0D, =0A), so
-    the decoded bytes are exactly data.
+    the decoded bytes are exactly data. lf_lines: data ends its lines with LF alone and is
+    to be read as if each were newline (what an inliner hands back for a CRLF part).
     """
-    fast = _qp_mostly_ascii(data, newline)
+    fast = _qp_mostly_ascii(data, newline, lf_lines)
     if fast is not None:
         return fast
+    if lf_lines and newline != b"\n":
+        data = data.replace(b"\n", newline)
     encode = binascii.b2a_qp
     if newline == b"\n":
         bare = b"\r" in data
@@ -232,12 +235,13 @@ _QP_CHUNK = re.compile(rb".{1,75}(?<!=)(?<!=.)", re.S)
 _WHITESPACE = (b" ", b"\t")
 
 
-def _qp_mostly_ascii(data: bytes, newline: bytes) -> bytes | None:
+def _qp_mostly_ascii(data: bytes, newline: bytes, lf_lines: bool = False) -> bytes | None:
     """qp_encode for text with few kinds of byte to escape and no bare CR or LF, else None.
 
     binascii.b2a_qp looks at every byte in turn (~0.5 ms for 50 KB of HTML); here bytes
     methods escape each kind of byte at once and only lines over 76 are cut.
     """
+    source = b"\n" if lf_lines else newline
     kinds = set(data.translate(None, _QP_LITERAL))
     if len(kinds) > 8:  # non-ASCII text: leave it to binascii
         return None
@@ -247,10 +251,10 @@ def _qp_mostly_ascii(data: bytes, newline: bytes) -> bytes | None:
         kinds.discard(0x3D)
     for byte in kinds:
         out = out.replace(bytes((byte,)), b"=%02X" % byte)
-    lines = out.split(newline)
+    lines = out.split(source)
     # Every CR and LF must be part of a line end (newline): a bare one needs its own escape.
     ends = len(lines) - 1
-    if out.count(b"\n") != ends or out.count(b"\r") != (ends if newline == b"\r\n" else 0):
+    if out.count(b"\n") != ends or out.count(b"\r") != (ends if source == b"\r\n" else 0):
         return None
     soft = b"=" + newline
     return newline.join([

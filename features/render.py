@@ -70,6 +70,8 @@ class _Body:
     cte: str
     newline: bytes
     trailing: bytes
+    # The texts end their lines with LF alone, to be sent with newline (CRLF).
+    lf_lines: bool = False
     # The texts already in charset and transfer encoding, when splicing URLs into the encoded
     # form gives the same decoded text (QP: each URL on a line of its own, between soft
     # line breaks).
@@ -94,7 +96,7 @@ class _Body:
             soft = b"=" + nl
             # Each NUL is "=00" on a line of at most 76; a soft break in its place keeps the
             # line that short and ends it before the URL (where a line starts, none is needed).
-            chunks = mime.qp_encode(data, nl).split(b"=00")
+            chunks = mime.qp_encode(data, nl, self.lf_lines).split(b"=00")
             last = chunks.pop()
             chunks = [c + soft if c and not c.endswith(nl) else c for c in chunks]
             chunks.append(last)
@@ -105,6 +107,8 @@ class _Body:
                 if chunk[:1] == b"." and (len(chunk) == 1 or chunk[1:1 + len(nl)] == nl):
                     chunks[i] = b"=2E" + chunk[1:]
         else:
+            if self.lf_lines:
+                data = data.replace(b"\n", self.newline)
             chunks = data.split(b"\0")
         if len(chunks) == slots + 1:
             self.encoded = chunks
@@ -119,6 +123,8 @@ class _Body:
             out.append(url.decode("ascii"))
             out.append(text)
         data = "".join(out).encode(self.codec)
+        if self.lf_lines:
+            data = data.replace(b"\n", self.newline)
         return mime.encode_body(data, self.cte, self.newline, self.trailing)
 
     def _splice(self, urls: dict[str, list[bytes]]) -> bytes:
@@ -284,6 +290,8 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     if codec not in _ROUND_TRIPS and text.encode(codec) != data:
         raise mime.MimeError(f"{codec} does not round-trip, cannot re-encode faithfully")
     changes: list[Change] = []
+    newline = mime.newline_of(body)
+    lf_lines = False
     links = list(prepared.links)
     images = list(prepared.images)
     changed = False
@@ -299,13 +307,17 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"
             )
         else:
-            if crlf and "\r" not in inlined:
-                # Both inliners write LF line ends; give the part back its own CRLF, or
-                # quoted-printable would have to spell every line end as =0A.
-                inlined = inlined.replace("\n", "\r\n")
             if inlined != text:
                 text, changed = inlined, True
                 changes.append(Change("css", leaf.content_type))
+                # Both inliners write LF line ends; the part gets its own CRLF back (or
+                # quoted-printable would spell every line end as =0A): when it is encoded
+                # where CRLF is also the body's newline, else here.
+                if crlf and "\r" not in inlined:
+                    if newline == b"\r\n":
+                        lf_lines = True
+                    else:
+                        text = inlined.replace("\n", "\r\n")
     if is_html:
         pieces = linkmod.rewrite_html(text, links, images, changes, clicks=clicks, opens=opens,
                                       preventscam=scam)
@@ -351,7 +363,7 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
         else:
             cte = leaf.cte
     trailing = body[len(body.rstrip(b"\r\n")):]
-    part = _Body(pieces, codec, cte, mime.newline_of(body), trailing)
+    part = _Body(pieces, codec, cte, newline, trailing, lf_lines)
     part.compile(encoded)
     prepared.links, prepared.images = links, images
     prepared.changes.extend(changes)

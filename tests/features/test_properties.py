@@ -155,11 +155,16 @@ QP_BYTES = st.lists(st.sampled_from([
 
 
 @SETTINGS
-@given(data=QP_BYTES, newline=st.sampled_from([b"\r\n", b"\n"]))
-def test_quoted_printable_decodes_to_its_input_in_lines_of_at_most_76(data, newline):
+@given(data=QP_BYTES, newline=st.sampled_from([b"\r\n", b"\n"]), lf_lines=st.booleans())
+def test_quoted_printable_decodes_to_its_input_in_lines_of_at_most_76(data, newline, lf_lines):
     import binascii
 
-    out = mime.qp_encode(data, newline)
+    if lf_lines:  # LF-only text to be sent with the part's newline (an inliner's output)
+        data = data.replace(b"\r", b"")
+        out = mime.qp_encode(data, newline, lf_lines=True)
+        data = data.replace(b"\n", newline)
+    else:
+        out = mime.qp_encode(data, newline)
     assert binascii.a2b_qp(out) == data
     assert out.isascii()
     lines = out.split(newline)

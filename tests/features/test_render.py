@@ -168,6 +168,30 @@ def test_no_lone_dot_line_after_a_url_in_quoted_printable(after):
     assert resolve(decoded(p), prepared) == text.replace("\n", "\r\n")
 
 
+@pytest.mark.parametrize("cte, nl", [
+    ("quoted-printable", "\r\n"), ("base64", "\r\n"), ("7bit", "\r\n"), ("8bit", "\r\n"),
+    ("base64", "\n"), ("quoted-printable", "\n"),
+])
+def test_inlined_html_keeps_the_line_ends_of_its_text_in_every_encoding(cte, nl):
+    # The inliner hands back LF line ends; whichever way the part travels, its decoded text
+    # ends its lines as the sender's did (CRLF here), and nothing spells them as =0D/=0A.
+    html = ("<html><head><style>p { color: red }</style></head><body>\n<p>Caf\u00e9</p>\n"
+            '<a href="https://example.com/a">read more</a>.\n</body></html>\n')
+    body = encode(html, "utf-8", cte)  # CRLF in the text
+    if nl == "\n":  # the transport's own line breaks are LF; the text's are still CRLF
+        body = body.replace(b"\r\n", b"\n") if cte == "base64" else body.replace(b"=\r\n", b"=\n")
+    raw = message(part("text/html", body, "utf-8", cte))
+    prepared = prepare(raw, {**TRACKING, "inlinecss": True})
+    out = prepared.for_recipient(CTX).message
+    lines_ok(out)
+    assert b"=0A" not in out and b"=0D" not in out
+    (p,) = parts_of(out)
+    text = decoded(p)
+    assert 'style="color: red;"' in text and "Caf\u00e9" in text
+    assert text.count("\r\n") == text.count("\n") == html.count("\n")
+    assert prepared.links == ["https://example.com/a"]
+
+
 def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     html = "<p>" + " ".join(f'<a href="https://e.x/{i}">{i}</a>' for i in range(25)) + "</p>"
     assert len(html) < 998
