@@ -204,15 +204,20 @@ def _url_label(markup: str) -> bool:
     return looks_like_url(visible_text(markup))
 
 
-def _notrack_edit(text: str, start: int, end: int) -> tuple[int, int, str] | None:
-    """The edit that removes a data-notrack attribute (and the space before it), if any."""
+def _take_notrack(text: str, start: int, end: int, value: tuple | None, edits: list,
+                  changes: list) -> bool:
+    """Remove the tag's data-notrack attribute (and the space before it); False if none."""
+    if "data-notrack" not in text[start:end].lower():
+        return False
     for m in _ATTR.finditer(text, start, end):
         if m.group("name").lower() == "data-notrack":
             begin = m.start()
             while begin > 0 and text[begin - 1] in " \t\r\n":
                 begin -= 1
-            return begin, m.end(), ""
-    return None
+            edits.append((begin, m.end(), ""))
+            changes.append(_new(Change, ("notrack", _unquote(value[2]) if value else "")))
+            return True
+    return False
 
 
 def _scan(text: str, links: list, images: list, changes: list, clicks: bool, opens: bool,
@@ -276,12 +281,8 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
                     link(pending_a[0], pending_a[1], text[pending_a[2] : m.start("a") - 2])
                     pending_a = None
             href = _attr(text, offset, attrs_end, "href")
-            if "data-notrack" in text[offset:attrs_end].lower():
-                removal = _notrack_edit(text, offset, attrs_end)
-                if removal is not None:
-                    edits.append(removal)
-                    changes.append(_new(Change, ("notrack", _unquote(href[2]) if href else "")))
-                    continue
+            if _take_notrack(text, offset, attrs_end, href, edits, changes):
+                continue
             if not clicks or href is None:
                 continue
             url = _unquote(href[2])
@@ -300,12 +301,8 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
                 continue
             offset, attrs_end = m.span("img")
             src = _attr(text, offset, attrs_end, "src")
-            if "data-notrack" in text[offset:attrs_end].lower():
-                removal = _notrack_edit(text, offset, attrs_end)
-                if removal is not None:
-                    edits.append(removal)
-                    changes.append(_new(Change, ("notrack", _unquote(src[2]) if src else "")))
-                    continue
+            if _take_notrack(text, offset, attrs_end, src, edits, changes):
+                continue
             if not opens or src is None:
                 continue
             url = _unquote(src[2])
