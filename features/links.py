@@ -15,6 +15,11 @@ from typing import NamedTuple
 
 CLICK = "click"
 OPEN = "open"
+# Past these a link or image goes out as it is (change "untracked", a warning on the render):
+# they bound the per-recipient work and the click endpoint's cached link lists for hostile or
+# generated messages. Real newsletters hold tens of links, and URLs of a few hundred characters.
+MAX_TRACKED = 1000  # links per message, and images per message
+MAX_URL = 8192  # characters of one URL
 
 
 class Slot(NamedTuple):
@@ -233,6 +238,9 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
         if preventscam and markup is not None and _url_label(markup):
             changes.append(_new(Change, ("kept", url)))
             return
+        if len(links) >= MAX_TRACKED or len(url) > MAX_URL:
+            changes.append(_new(Change, ("untracked", url)))
+            return
         links.append(url)
         edits.append(_value_edit(span, CLICK, len(links) - 1))
         changes.append(_new(Change, ("link", url)))
@@ -258,6 +266,9 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
                     continue
                 if preventscam and _url_label(m.group("label")):
                     changes.append(_new(Change, ("kept", url)))
+                    continue
+                if len(links) >= MAX_TRACKED or len(url) > MAX_URL:
+                    changes.append(_new(Change, ("untracked", url)))
                     continue
                 links.append(url)
                 start, end = h.span("value")
@@ -306,7 +317,12 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
             if not opens or src is None:
                 continue
             url = _unquote(src[2])
-            if _TRACKABLE_URL.fullmatch(url) is not None:
+            if _TRACKABLE_URL.fullmatch(url) is None:
+                continue
+            # images[0] is the pixel: MAX_TRACKED images besides it
+            if len(images) > MAX_TRACKED or len(url) > MAX_URL:
+                changes.append(_new(Change, ("untracked", url)))
+            else:
                 images.append(url)
                 edits.append(_value_edit(src, OPEN, len(images) - 1))
                 changes.append(_new(Change, ("image", url)))
@@ -403,6 +419,9 @@ def rewrite_text(text: str, links: list[str], changes: list[Change]) -> list | N
         # _TEXT_URL stops at "{", "|", "[" ...: a URL running on into a placeholder
         # ("?u={{ id }}", "*|ID|*") is the template's, and tracking its head would cut it off.
         if _PLACEHOLDER.search(_NON_SPACE.match(text, m.start()).group(0)):
+            continue
+        if len(links) >= MAX_TRACKED or len(url) > MAX_URL:
+            changes.append(Change("untracked", url))
             continue
         links.append(url)
         changes.append(Change("text-link", url))

@@ -18,6 +18,7 @@ CHANGE_LABELS = {
     "text-link": "plain-text links rewritten",
     "kept": "links left alone by preventscam",
     "notrack": "elements left alone (data-notrack)",
+    "untracked": "links or images over the limits, left untracked",
     "image": "images tracked",
     "pixel": "tracking pixel inserted",
     "css": "CSS inlined",

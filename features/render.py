@@ -321,6 +321,13 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
                                       preventscam=scam)
     else:
         pieces = linkmod.rewrite_text(text, links, changes)
+    untracked = sum(1 for c in changes if c.kind == "untracked")
+    if untracked:
+        prepared.warnings.append(
+            f"part at byte {leaf.header_start}: {untracked} link(s) or image(s) left untracked "
+            f"(more than {linkmod.MAX_TRACKED} per message, or a URL over {linkmod.MAX_URL} "
+            f"characters)"
+        )
     if pieces is None:
         if not changed:
             prepared.changes.extend(changes)

@@ -237,3 +237,45 @@ def test_plain_text_urls_running_into_placeholders_are_left_whole(text):
     # The same text next to a plain URL: only the plain one is tracked.
     pieces = rewrite_text(text + " and https://example.org/x", links, [])
     assert links == ["https://example.org/x"] and pieces[0] == text + " and "
+
+
+def test_links_and_images_past_the_limits_go_out_untracked():
+    from features.links import MAX_TRACKED, MAX_URL
+
+    many = "".join(f'<a href="https://x.com/{i}">l{i}</a><img src="https://i.com/{i}.png">'
+                   for i in range(MAX_TRACKED + 5))
+    out, links, images, kinds = rewrite(many, opens=True)
+    assert links == [f"https://x.com/{i}" for i in range(MAX_TRACKED)]
+    assert images == [""] + [f"https://i.com/{i}.png" for i in range(MAX_TRACKED)]
+    assert kinds.count("untracked") == 10
+    assert out.endswith(f'<a href="https://x.com/{MAX_TRACKED + 4}">l{MAX_TRACKED + 4}</a>'
+                        f'<img src="https://i.com/{MAX_TRACKED + 4}.png">'
+                        '<img src="{O0}" width="1" height="1" alt="" '
+                        'style="display:block;border:0;width:1px;height:1px">')
+    long_url = "https://x.com/" + "a" * MAX_URL
+    html = f'<a href="{long_url}">x</a> <a href="https://x.com/ok">y</a>'
+    assert rewrite(html) == ('<a href="' + long_url + '">x</a> <a href="{C0}">y</a>',
+                             ["https://x.com/ok"], [""], ["untracked", "link"])
+    text = " ".join(f"https://x.com/{i}" for i in range(MAX_TRACKED + 1))
+    links = []
+    pieces = rewrite_text(text, links, [])
+    assert len(links) == MAX_TRACKED and pieces[-1] == f" https://x.com/{MAX_TRACKED}"
+
+
+def test_a_render_says_when_links_were_left_untracked():
+    from features.links import MAX_TRACKED
+    from features.render import prepare
+
+    from .corpus import CTX, decoded, message, part, parts_of
+
+    html = "".join(f'<a href="https://x.com/{i}">l</a>' for i in range(MAX_TRACKED + 2))
+    prepared = prepare(message(part("text/html", html.encode(), "utf-8")),
+                       {"clicktracking": True})
+    out = prepared.for_recipient(CTX)
+    assert len(prepared.links) == MAX_TRACKED
+    assert any("2 link(s) or image(s) left untracked" in w for w in out.warnings)
+    (p,) = parts_of(out.message)
+    body = decoded(p)
+    assert body.count('<a href="https://t.example/t/c/') == MAX_TRACKED
+    assert body.endswith(f'<a href="https://x.com/{MAX_TRACKED}">l</a>'
+                         f'<a href="https://x.com/{MAX_TRACKED + 1}">l</a>')
