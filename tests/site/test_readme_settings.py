@@ -1,0 +1,26 @@
+"""The README's configuration table names exactly the environment variables the code reads."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# env("NAME"...), env.int("NAME"...), env.db("NAME"...), on one line or the next.
+READ = re.compile(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"")
+ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \|", re.M)
+
+
+def variables_read() -> set[str]:
+    names: set[str] = set()
+    for path in [ROOT / "smtpeter_site" / "settings.py",
+                 *ROOT.glob("[a-z]*/**/*.py")]:
+        if ".venv" in path.parts or "tests" in path.parts or "bench" in path.parts:
+            continue
+        names.update(READ.findall(path.read_text()))
+    return names
+
+
+def test_every_setting_is_in_the_readme_table_and_nothing_else():
+    table = set(ROW.findall((ROOT / "README.md").read_text()))
+    read = variables_read()
+    assert len(read) > 30  # the pattern still finds the settings
+    assert read - table == set(), "settings missing from the README table"
+    assert table - read == set(), "README table rows for settings nothing reads"
