@@ -1,6 +1,8 @@
 """The durable queue: one Message per accepted DATA, one Recipient per RCPT TO."""
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 import time
 
@@ -8,9 +10,28 @@ from django.conf import settings
 from django.db import models
 
 
+# A per-process counter from a random start: no two ids of one process collide (short of
+# 16 million messages in one millisecond), two processes in the same millisecond only by a
+# 1 in 16 million chance per pair; and no getrandom() syscall per message on the event loop,
+# where releasing the GIL to the queue writer thread cost ~50 µs under load.
+def _new_serial() -> itertools.count:
+    return itertools.count(int.from_bytes(secrets.token_bytes(3), "big"))
+
+
+_SERIAL = _new_serial()
+
+
+def _reseed() -> None:  # a forked worker must not repeat its parent's ids
+    global _SERIAL
+    _SERIAL = _new_serial()
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
 def new_queue_id() -> str:
-    """Time-ordered and unique enough: milliseconds in hex plus 24 random bits."""
-    return f"{int(time.time() * 1000):011X}{secrets.token_hex(3).upper()}"
+    """Time-ordered and unique: milliseconds in hex plus a 24-bit per-process serial."""
+    return f"{int(time.time() * 1000):011X}{next(_SERIAL) & 0xFFFFFF:06X}"
 
 
 class Message(models.Model):

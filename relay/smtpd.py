@@ -51,6 +51,8 @@ _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
+# Replies sent at once even when more commands are buffered: the client may wait for them.
+_FLUSH_NOW = frozenset({b"220", b"221", b"421"})
 AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
 
 
@@ -103,6 +105,7 @@ class RelaySMTP(SMTP):
             lambda: 512, {"MAIL": 1000, "RCPT": 1000}
         )
         self.peer_ip: str | None = None
+        self._held_replies: list[bytes] = []  # replies to pipelined commands, not yet sent
         self.tls_version = ""
         self.tls_cipher = ""
         self._counted = False
@@ -242,10 +245,27 @@ class RelaySMTP(SMTP):
                 # Every refusal leaves a line, whichever layer (ours or aiosmtpd's) made it.
                 log.info("refused %s (%s port): %s", self.peer_ip, self.role,
                          printable(status))
-        await super().push(status)
+        data = (status.encode("ascii") if isinstance(status, str) else status) + b"\r\n"
+        if (
+            data[:1] in b"245" and data[:3] not in _FLUSH_NOW
+            and self._reader is not None and b"\n" in self._reader._buffer
+        ):
+            # The client pipelined (RFC 2920): its next command is already here. Its reply goes
+            # out with this one, in one TLS record and one send(), as Postfix does. Safe: a
+            # command that waits for the client first sends a reply that is never held (220,
+            # 221, 334, 354, 421), and that flushes these.
+            self._held_replies.append(data)
+            return
+        await self._write(data)
 
     async def _push_lines(self, lines: list[str]) -> None:
-        self._writer.write("".join(line + "\r\n" for line in lines).encode("ascii"))
+        await self._write("".join(line + "\r\n" for line in lines).encode("ascii"))
+
+    async def _write(self, data: bytes) -> None:
+        if self._held_replies:
+            data = b"".join(self._held_replies) + data
+            self._held_replies.clear()
+        self._writer.write(data)
         await self._writer.drain()
 
     @property

@@ -152,6 +152,23 @@ def test_starttls_discards_commands_pipelined_after_it(smtp_server):
     assert c.closed()  # no third reply: the pipelined RSET was never run
 
 
+def test_replies_to_pipelined_commands_go_out_together_and_in_order(smtp_server, login):
+    c = authed(smtp_server, login)
+    c.send(b"MAIL FROM:<app@example.com>\r\nRCPT TO:<bob@example.org>\r\n"
+           b"RCPT TO:<not an address>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n")
+    # One TLS record holds every reply: the first read of the socket returns all five.
+    first = c.sock.recv(65536)
+    assert first.count(b"\r\n") == 5, first
+    c.buf = first
+    assert [c.reply().code for _ in range(5)] == [250, 250, 553, 250, 354]
+    c.send(BODY + b".\r\nQUIT\r\n")
+    assert c.reply().code == 250 and c.reply().code == 221
+    message = wait_for(lambda: Message.objects.filter(mail_from="app@example.com").first())
+    assert sorted(message.recipients.values_list("address", flat=True)) == [
+        "bob@example.org", "carol@example.org"]
+
+
+# -- AUTH ------------------------------------------------------------------------------
 # -- AUTH ------------------------------------------------------------------------------
 
 
