@@ -141,7 +141,9 @@ class _Body:
                 if len(data) > 76 or b"=" in data:
                     data = mime.qp_encode(data, self.newline)
                 if after:
-                    data += soft
+                    # The soft break's "=" must fit too: a line of 76 is cut first.
+                    data = data + soft if len(data) < 76 else mime.qp_soft_break(data,
+                                                                                 self.newline)
             out.append(data)
             out.append(after)
         return b"".join(out)

@@ -403,3 +403,22 @@ def test_long_or_odd_tracking_base_urls_still_make_valid_quoted_printable():
     text = decoded(p)
     assert text.count(base.replace("&", "&amp;") + "c/") == 5
     assert base.replace("&", "&amp;") + "o/" in text
+
+
+@pytest.mark.parametrize("length", range(40, 90))
+@pytest.mark.parametrize("prefix", ["https://t.example/", "https://t.example/?a=b/"])
+def test_quoted_printable_lines_stay_within_76_whatever_the_tracking_url_length(length, prefix):
+    # A tracking URL sits on a line of its own followed by a soft break: one of exactly 76
+    # characters (or one that encodes to 76, with "=" in the base) must still be cut.
+    from dataclasses import replace
+
+    base = prefix + "x" * (length - len(prefix) - 1) + "/"
+    html = '<p>See <a href="https://e.x/a">this</a> and <img src="https://i.x/b.png"></p>\n'
+    raw = message(part("text/html", encode(html, "utf-8", "quoted-printable"), "utf-8",
+                       "quoted-printable"))
+    prepared = prepare(raw, TRACKING, tracking_base_url=base)
+    ctx = replace(CTX, tracking_base_url=base)
+    out = prepared.for_recipient(ctx).message
+    lines_ok(out)
+    (p,) = parts_of(out)
+    assert decoded(p).count(base + "c/") == 1 and decoded(p).count(base + "o/") == 2
