@@ -168,6 +168,19 @@ def test_no_lone_dot_line_after_a_url_in_quoted_printable(after):
     assert resolve(decoded(p), prepared) == text.replace("\n", "\r\n")
 
 
+@pytest.mark.parametrize("data", [
+    b"x" * 150 + b".", b"x" * 150 + b".\r\nBye\r\n", b"x" * 75 + b"=" + b"y" * 71 + b".\r\n",
+])
+def test_no_lone_dot_line_where_quoted_printable_cuts_a_long_line(data):
+    # A long line ending in "." can leave the "." alone on the last line of its cut.
+    import binascii
+
+    out = mime.qp_encode(data, b"\r\n")
+    lines = out.split(b"\r\n")
+    assert b"." not in lines and all(len(line) <= 76 for line in lines), lines
+    assert binascii.a2b_qp(out) == data
+
+
 @pytest.mark.parametrize("cte, nl", [
     ("quoted-printable", "\r\n"), ("base64", "\r\n"), ("7bit", "\r\n"), ("8bit", "\r\n"),
     ("base64", "\n"), ("quoted-printable", "\n"),
