@@ -353,8 +353,9 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
         changes.append(Change("charset", "utf-8"))
     cte = leaf.cte if leaf.cte in ("quoted-printable", "base64") else "7bit"
     if cte == "7bit":
-        too_long = mime.longest_line(encoded) + worst * encoded.count(b"\0") > 998 and any(
-            len(line) + worst * line.count(b"\0") > 998 for line in encoded.split(b"\n")
+        cr = 1 if lf_lines else 0  # LF-only lines get their CR back when sent: it counts
+        too_long = mime.longest_line(encoded) + cr + worst * encoded.count(b"\0") > 998 and any(
+            len(line) + cr + worst * line.count(b"\0") > 998 for line in encoded.split(b"\n")
         )
         # 8-bit text we put into a 7bit part forces QP; 8-bit text the sender already put
         # there is the sender's choice and goes out as it came.

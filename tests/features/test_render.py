@@ -218,6 +218,19 @@ def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     lines_ok(out.message)
 
 
+@pytest.mark.parametrize("cte", ["8bit", "7bit"])
+def test_an_inlined_crlf_line_near_998_octets_is_measured_with_its_cr(cte):
+    # The inliner hands back LF lines that go out with CRLF: the CR counts, as it does for
+    # a part that was not inlined.
+    for n in range(960, 985):
+        html = ("<html><head><style>p{color:red}</style></head><body>\r\n<p>" + "x" * n
+                + "</p>\r\n</body></html>\r\n")
+        raw = message(part("text/html", html.encode(), "utf-8", cte))
+        out = render(raw, {"inlinecss": True}, CTX).message
+        lines_ok(out)
+        assert b'style="color: red;"' in out or b"style=3D" in out
+
+
 def test_new_text_not_in_the_charset_switches_that_part_to_utf8(settings):
     # premailer turns &nbsp; into U+00A0, which us-ascii cannot carry.
     html = ("<html><head><style>p{color:red}</style></head><body><p>a&nbsp;b "
