@@ -307,13 +307,19 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"
             )
         else:
-            if inlined != text:
+            # Both inliners write LF line ends; the part gets its own CRLF back (or
+            # quoted-printable would spell every line end as =0A): when it is encoded where
+            # CRLF is also the body's newline, else here. Line ends alone are no change.
+            to_crlf = crlf and "\r" not in inlined
+            if to_crlf:
+                same = (len(inlined) + inlined.count("\n") == len(text)
+                        and inlined.replace("\n", "\r\n") == text)
+            else:
+                same = inlined == text
+            if not same:
                 text, changed = inlined, True
                 changes.append(Change("css", leaf.content_type))
-                # Both inliners write LF line ends; the part gets its own CRLF back (or
-                # quoted-printable would spell every line end as =0A): when it is encoded
-                # where CRLF is also the body's newline, else here.
-                if crlf and "\r" not in inlined:
+                if to_crlf:
                     if newline == b"\r\n":
                         lf_lines = True
                     else:

@@ -205,6 +205,26 @@ def test_inlined_html_keeps_the_line_ends_of_its_text_in_every_encoding(cte, nl)
     assert prepared.links == ["https://example.com/a"]
 
 
+@pytest.mark.parametrize("cte", ["quoted-printable", "8bit", "base64"])
+@pytest.mark.parametrize("inliner", ["css-inline", "premailer"])
+def test_a_crlf_part_the_inliner_gives_back_unchanged_but_for_line_ends_is_left_alone(
+    cte, inliner
+):
+    # Mail that was inlined before (a relay chain, a sender that uses the same inliner):
+    # only the inliner's LF line ends differ, so nothing was inlined and the part goes out
+    # byte for byte, with no "css" change reported.
+    from features.inline import inline_css
+
+    html = ("<html><head><style>@media (max-width:600px){p{color:red}}</style></head>"
+            "<body>\n<p>Caf\u00e9</p>\n</body></html>")
+    already = inline_css(html, inliner)
+    assert inline_css(already, inliner) == already  # a fixed point of the inliner
+    raw = message(part("text/html", encode(already, "utf-8", cte), "utf-8", cte))
+    prepared = prepare(raw, {"inlinecss": True}, inliner)
+    assert prepared.for_recipient(CTX).message == raw
+    assert prepared.changes == [] and prepared.warnings == []
+
+
 def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     html = "<p>" + " ".join(f'<a href="https://e.x/{i}">{i}</a>' for i in range(25)) + "</p>"
     assert len(html) < 998
