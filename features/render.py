@@ -320,7 +320,9 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
                 text, changed = inlined, True
                 changes.append(Change("css", leaf.content_type))
                 if to_crlf:
-                    if newline == b"\r\n":
+                    # The bytes' own "\n" can be joined with CRLF only where LF is one byte
+                    # of its own (not in UTF-16/32).
+                    if newline == b"\r\n" and "a\r\nb".encode(codec) == b"a\r\nb":
                         lf_lines = True
                     else:
                         text = inlined.replace("\n", "\r\n")

@@ -225,6 +225,23 @@ def test_a_crlf_part_the_inliner_gives_back_unchanged_but_for_line_ends_is_left_
     assert prepared.changes == [] and prepared.warnings == []
 
 
+@pytest.mark.parametrize("charset", ["utf-16-le", "utf-16"])
+def test_inlined_crlf_html_in_utf16_keeps_valid_utf16(charset):
+    # In UTF-16 a line end is two bytes and 0x0A also sits inside other characters ("\u010a"):
+    # the inliner's LF ends must become CRLF in the text, never in the encoded bytes.
+    html = ("<html><head><style>p { color: red }</style></head><body>\n<p>Caf\u00e9 \u010a</p>\n"
+            '<a href="https://example.com/a">read</a>\n</body></html>\n')
+    raw = message(part("text/html", encode(html, charset, "base64"), charset, "base64"))
+    prepared = prepare(raw, {**TRACKING, "inlinecss": True})
+    out = prepared.for_recipient(CTX)
+    assert out.warnings == []
+    (p,) = parts_of(out.message)
+    text = p.get_payload(decode=True).decode(charset)
+    assert "Caf\u00e9 \u010a" in text and 'style="color: red;"' in text
+    assert text.count("\r\n") == text.count("\n") == html.count("\n")
+    assert prepared.links == ["https://example.com/a"]
+
+
 def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     html = "<p>" + " ".join(f'<a href="https://e.x/{i}">{i}</a>' for i in range(25)) + "</p>"
     assert len(html) < 998
