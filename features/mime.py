@@ -270,7 +270,12 @@ def _qp_line(line: bytes, soft: bytes) -> bytes:
     # A space or tab at the end of a line would be lost in transport: escape it.
     if line.endswith(_WHITESPACE):
         line = line[:-1] + (b"=20" if line[-1] == 0x20 else b"=09")
-    return soft.join(_QP_CHUNK.findall(line)) if len(line) > 76 else line
+    if len(line) <= 76:
+        return line
+    chunks = _QP_CHUNK.findall(line)
+    if chunks[-1] == b".":  # the cut left the line's final "." alone on a line of its own
+        chunks[-1] = b"=2E"
+    return soft.join(chunks)
 
 
 def longest_line(data: bytes) -> int:

@@ -141,7 +141,9 @@ class _Body:
                 if len(data) > 76 or b"=" in data:
                     data = mime.qp_encode(data, self.newline)
                 if after:
-                    data += soft
+                    # The soft break's "=" must fit too: a line of 76 is cut first.
+                    data = data + soft if len(data) < 76 else mime.qp_soft_break(data,
+                                                                                 self.newline)
             out.append(data)
             out.append(after)
         return b"".join(out)
@@ -305,14 +307,22 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"
             )
         else:
-            if inlined != text:
+            # Both inliners write LF line ends; the part gets its own CRLF back (or
+            # quoted-printable would spell every line end as =0A): when it is encoded where
+            # CRLF is also the body's newline, else here. Line ends alone are no change.
+            to_crlf = crlf and "\r" not in inlined
+            if to_crlf:
+                same = (len(inlined) + inlined.count("\n") == len(text)
+                        and inlined.replace("\n", "\r\n") == text)
+            else:
+                same = inlined == text
+            if not same:
                 text, changed = inlined, True
                 changes.append(Change("css", leaf.content_type))
-                # Both inliners write LF line ends; the part gets its own CRLF back (or
-                # quoted-printable would spell every line end as =0A): when it is encoded
-                # where CRLF is also the body's newline, else here.
-                if crlf and "\r" not in inlined:
-                    if newline == b"\r\n":
+                if to_crlf:
+                    # The bytes' own "\n" can be joined with CRLF only where LF is one byte
+                    # of its own (not in UTF-16/32).
+                    if newline == b"\r\n" and "a\r\nb".encode(codec) == b"a\r\nb":
                         lf_lines = True
                     else:
                         text = inlined.replace("\n", "\r\n")
@@ -351,8 +361,9 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
         changes.append(Change("charset", "utf-8"))
     cte = leaf.cte if leaf.cte in ("quoted-printable", "base64") else "7bit"
     if cte == "7bit":
-        too_long = mime.longest_line(encoded) + worst * encoded.count(b"\0") > 998 and any(
-            len(line) + worst * line.count(b"\0") > 998 for line in encoded.split(b"\n")
+        cr = 1 if lf_lines else 0  # LF-only lines get their CR back when sent: it counts
+        too_long = mime.longest_line(encoded) + cr + worst * encoded.count(b"\0") > 998 and any(
+            len(line) + cr + worst * line.count(b"\0") > 998 for line in encoded.split(b"\n")
         )
         # 8-bit text we put into a 7bit part forces QP; 8-bit text the sender already put
         # there is the sender's choice and goes out as it came.

@@ -1,5 +1,5 @@
 """Property tests: render never raises, whatever the bytes, and changes nothing it should not."""
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from features import mime
@@ -205,3 +205,55 @@ def test_attribute_lookup_matches_a_walk_over_every_attribute(attrs, wanted):
     # The lookup is bounded to the tag's attributes: what lies around them is never looked at.
     text = '<a ' + attrs + ' href="after" src="after">'
     assert _attr(text, 3, 3 + len(attrs), wanted) == expected
+
+
+PLAIN_TOKENS = st.sampled_from([
+    "https://e.x/a", "http://e.x/b?c=d&e=f", "https://e.x/" + "p" * 80, ".", ",", ")", " ",
+    "\t", "\n", "=", "=00", "\x00", "\u00e9", "word", "x" * 74, "y" * 76, "z" * 150, "{{x}}",
+])
+
+
+@SETTINGS
+@example(tokens=["https://e.x/a", " more"], cte="quoted-printable", nl="\r\n", url_length=76,
+         ids=(1234, 5678))  # a tracking URL of exactly 76 with text after it
+@example(tokens=["https://e.x/a", " ", "z" * 146, "."], cte="quoted-printable", nl="\n",
+         url_length=60, ids=(1, 2))  # a long line whose cut leaves its final "." alone
+@given(
+    tokens=st.lists(PLAIN_TOKENS, min_size=1, max_size=25),
+    cte=st.sampled_from(["7bit", "8bit", "quoted-printable", "base64"]),
+    nl=st.sampled_from(["\r\n", "\n"]),
+    url_length=st.one_of(st.integers(72, 80), st.integers(40, 160)),
+    ids=st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)),
+)
+def test_plain_text_links_spliced_into_any_encoding_decode_to_the_input(
+    tokens, cte, nl, url_length, ids
+):
+    # Tracking URLs of many lengths (around 76 most often) next to dots, spaces, "=", NULs and
+    # lines of exactly 76: the part decodes to its input and keeps the line rules.
+    from dataclasses import replace
+
+    text = "".join(tokens)
+    length = url_length - len(token_for(replace(CTX, message_id=ids[0], recipient_id=ids[1]),
+                                        0, "")) - 2
+    base = "https://t.example/" + "b" * max(length - 19, 0) + "/"
+    raw = message(part("text/plain", encode(text, "utf-8", cte, nl), "utf-8", cte))
+    ctx = replace(CTX, tracking_base_url=base, message_id=ids[0], recipient_id=ids[1])
+    prepared = prepare(raw, {"clicktracking": True}, tracking_base_url=base)
+    out = prepared.for_recipient(ctx)
+    assert_no_crash(out.warnings)
+    (p,) = parts_of(out.message)
+    body = p.get_payload(decode=True).decode("utf-8")
+    expected = text.replace("\n", nl)
+    for index, url in enumerate(prepared.links):
+        body = body.replace(base + "c/" + token_for(ctx, index, url), url, 1)
+    assert body == expected
+    lines_ok(out.message)
+    if p["Content-Transfer-Encoding"] == "quoted-printable":
+        lines = p.get_payload(decode=False).replace("\r\n", "\n").split("\n")
+        assert "." not in lines and not any(line.endswith((" ", "\t")) for line in lines)
+
+
+def token_for(ctx, index: int, url: str) -> str:
+    from features.tokens import CLICK, make_token
+
+    return make_token(ctx.tracking_key, CLICK, ctx.message_id, ctx.recipient_id, index, url)

@@ -168,6 +168,19 @@ def test_no_lone_dot_line_after_a_url_in_quoted_printable(after):
     assert resolve(decoded(p), prepared) == text.replace("\n", "\r\n")
 
 
+@pytest.mark.parametrize("data", [
+    b"x" * 150 + b".", b"x" * 150 + b".\r\nBye\r\n", b"x" * 75 + b"=" + b"y" * 71 + b".\r\n",
+])
+def test_no_lone_dot_line_where_quoted_printable_cuts_a_long_line(data):
+    # A long line ending in "." can leave the "." alone on the last line of its cut.
+    import binascii
+
+    out = mime.qp_encode(data, b"\r\n")
+    lines = out.split(b"\r\n")
+    assert b"." not in lines and all(len(line) <= 76 for line in lines), lines
+    assert binascii.a2b_qp(out) == data
+
+
 @pytest.mark.parametrize("cte, nl", [
     ("quoted-printable", "\r\n"), ("base64", "\r\n"), ("7bit", "\r\n"), ("8bit", "\r\n"),
     ("base64", "\n"), ("quoted-printable", "\n"),
@@ -192,6 +205,43 @@ def test_inlined_html_keeps_the_line_ends_of_its_text_in_every_encoding(cte, nl)
     assert prepared.links == ["https://example.com/a"]
 
 
+@pytest.mark.parametrize("cte", ["quoted-printable", "8bit", "base64"])
+@pytest.mark.parametrize("inliner", ["css-inline", "premailer"])
+def test_a_crlf_part_the_inliner_gives_back_unchanged_but_for_line_ends_is_left_alone(
+    cte, inliner
+):
+    # Mail that was inlined before (a relay chain, a sender that uses the same inliner):
+    # only the inliner's LF line ends differ, so nothing was inlined and the part goes out
+    # byte for byte, with no "css" change reported.
+    from features.inline import inline_css
+
+    html = ("<html><head><style>@media (max-width:600px){p{color:red}}</style></head>"
+            "<body>\n<p>Caf\u00e9</p>\n</body></html>")
+    already = inline_css(html, inliner)
+    assert inline_css(already, inliner) == already  # a fixed point of the inliner
+    raw = message(part("text/html", encode(already, "utf-8", cte), "utf-8", cte))
+    prepared = prepare(raw, {"inlinecss": True}, inliner)
+    assert prepared.for_recipient(CTX).message == raw
+    assert prepared.changes == [] and prepared.warnings == []
+
+
+@pytest.mark.parametrize("charset", ["utf-16-le", "utf-16"])
+def test_inlined_crlf_html_in_utf16_keeps_valid_utf16(charset):
+    # In UTF-16 a line end is two bytes and 0x0A also sits inside other characters ("\u010a"):
+    # the inliner's LF ends must become CRLF in the text, never in the encoded bytes.
+    html = ("<html><head><style>p { color: red }</style></head><body>\n<p>Caf\u00e9 \u010a</p>\n"
+            '<a href="https://example.com/a">read</a>\n</body></html>\n')
+    raw = message(part("text/html", encode(html, charset, "base64"), charset, "base64"))
+    prepared = prepare(raw, {**TRACKING, "inlinecss": True})
+    out = prepared.for_recipient(CTX)
+    assert out.warnings == []
+    (p,) = parts_of(out.message)
+    text = p.get_payload(decode=True).decode(charset)
+    assert "Caf\u00e9 \u010a" in text and 'style="color: red;"' in text
+    assert text.count("\r\n") == text.count("\n") == html.count("\n")
+    assert prepared.links == ["https://example.com/a"]
+
+
 def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     html = "<p>" + " ".join(f'<a href="https://e.x/{i}">{i}</a>' for i in range(25)) + "</p>"
     assert len(html) < 998
@@ -203,6 +253,19 @@ def test_a_7bit_line_that_grows_past_998_octets_switches_to_quoted_printable():
     assert any("998" in w for w in out.warnings)
     assert resolve(decoded(p), prepared) == html
     lines_ok(out.message)
+
+
+@pytest.mark.parametrize("cte", ["8bit", "7bit"])
+def test_an_inlined_crlf_line_near_998_octets_is_measured_with_its_cr(cte):
+    # The inliner hands back LF lines that go out with CRLF: the CR counts, as it does for
+    # a part that was not inlined.
+    for n in range(960, 985):
+        html = ("<html><head><style>p{color:red}</style></head><body>\r\n<p>" + "x" * n
+                + "</p>\r\n</body></html>\r\n")
+        raw = message(part("text/html", html.encode(), "utf-8", cte))
+        out = render(raw, {"inlinecss": True}, CTX).message
+        lines_ok(out)
+        assert b'style="color: red;"' in out or b"style=3D" in out
 
 
 def test_new_text_not_in_the_charset_switches_that_part_to_utf8(settings):
@@ -403,3 +466,22 @@ def test_long_or_odd_tracking_base_urls_still_make_valid_quoted_printable():
     text = decoded(p)
     assert text.count(base.replace("&", "&amp;") + "c/") == 5
     assert base.replace("&", "&amp;") + "o/" in text
+
+
+@pytest.mark.parametrize("length", range(40, 90))
+@pytest.mark.parametrize("prefix", ["https://t.example/", "https://t.example/?a=b/"])
+def test_quoted_printable_lines_stay_within_76_whatever_the_tracking_url_length(length, prefix):
+    # A tracking URL sits on a line of its own followed by a soft break: one of exactly 76
+    # characters (or one that encodes to 76, with "=" in the base) must still be cut.
+    from dataclasses import replace
+
+    base = prefix + "x" * (length - len(prefix) - 1) + "/"
+    html = '<p>See <a href="https://e.x/a">this</a> and <img src="https://i.x/b.png"></p>\n'
+    raw = message(part("text/html", encode(html, "utf-8", "quoted-printable"), "utf-8",
+                       "quoted-printable"))
+    prepared = prepare(raw, TRACKING, tracking_base_url=base)
+    ctx = replace(CTX, tracking_base_url=base)
+    out = prepared.for_recipient(ctx).message
+    lines_ok(out)
+    (p,) = parts_of(out)
+    assert decoded(p).count(base + "c/") == 1 and decoded(p).count(base + "o/") == 2
