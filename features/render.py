@@ -175,12 +175,12 @@ class Prepared:
                 [*self.warnings, f"render failed, message unchanged ({type(exc).__name__})"],
             )
 
-    def _url_checks(self, kind: bytes) -> list[bytes]:
+    def _url_checks(self, key: bytes, kind: bytes) -> list[bytes]:
         # The same for every recipient of the message: computed for the first, then kept.
-        checks = self._checks.get(kind)
+        checks = self._checks.get((key, kind))
         if checks is None:
-            checks = url_checks(self.links if kind == CLICK_KIND else self.images)
-            self._checks = {kind: checks, **self._checks}
+            checks = url_checks(key, self.links if kind == CLICK_KIND else self.images)
+            self._checks = {(key, kind): checks, **self._checks}
         return checks
 
     def _urls(self, context: RenderContext) -> dict[str, list[bytes]]:
@@ -190,7 +190,7 @@ class Prepared:
         base = context.tracking_base_url
         urls: dict[str, list[bytes]] = {}
         if "c" in kinds or "t" in kinds:
-            made = tokens(key, CLICK_KIND, mid, rid, self._url_checks(CLICK_KIND))
+            made = tokens(key, CLICK_KIND, mid, rid, self._url_checks(key, CLICK_KIND))
             if "c" in kinds:
                 prefix = html.escape(base + "c/", quote=True).encode("ascii")
                 urls["c"] = [prefix + t for t in made]
@@ -198,7 +198,7 @@ class Prepared:
                 prefix = (base + "c/").encode("ascii")
                 urls["t"] = [prefix + t for t in made]
         if "o" in kinds:
-            made = tokens(key, OPEN_KIND, mid, rid, self._url_checks(OPEN_KIND))
+            made = tokens(key, OPEN_KIND, mid, rid, self._url_checks(key, OPEN_KIND))
             prefix = html.escape(base + "o/", quote=True).encode("ascii")
             urls["o"] = [prefix + t for t in made]
         return urls

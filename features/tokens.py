@@ -2,9 +2,10 @@
 
 A token names (message id, recipient id, link index); the URL it stands for is re-derived from
 the stored message (see features/services.py), so tracking URLs stay short. A 32-bit check of
-the URL (CRC-32) rides along, so a link list that re-derives differently (after an upgrade,
-say) gives 404 rather than a redirect to the wrong link. The check needs no key of its own:
-it is inside the HMAC, so nobody but us can pair a check with an index.
+the URL rides along, so a link list that re-derives differently (after an upgrade, say) gives
+404 rather than a redirect to the wrong link. The check is keyed BLAKE2s: the HMAC over the
+token already binds it to its index, and a keyed check reveals nothing of the URL to someone
+who holds only the tracking link (an unkeyed CRC-32 would let them test guesses offline).
 """
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-import zlib
 
 TOKEN_MAC_BYTES = 8  # 64 bits over everything else in the token, checked before any DB work
-URL_CHECK_BYTES = 4  # CRC-32 of the URL: guards the re-derived link list
+URL_CHECK_BYTES = 4  # keyed BLAKE2s of the URL: guards the re-derived link list
 _TOKEN_TAIL = URL_CHECK_BYTES + TOKEN_MAC_BYTES
 VERP_MAC_BYTES = 8  # 64 bits keeps the local part short; bounces are not a redirect target
 VERP_PREFIX = "b"
@@ -69,19 +69,33 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def url_check(url: str) -> bytes:
+def _check_hash(key: bytes):
+    # BLAKE2s in keyed mode is a MAC on its own, under a subkey of its own (the tracking key
+    # itself signs the tokens with HMAC-SHA256).
+    subkey = hmac.digest(key, b"smtpeter.features.urlcheck", "sha256")
+    return hashlib.blake2s(key=subkey, digest_size=URL_CHECK_BYTES, person=b"urlcheck")
+
+
+def url_check(key: bytes, url: str) -> bytes:
     """The bytes a token carries to prove which URL its index stood for when it was made."""
-    return zlib.crc32(url.encode("utf-8", "surrogatepass")).to_bytes(URL_CHECK_BYTES, "big")
+    h = _check_hash(key)
+    h.update(url.encode("utf-8", "surrogatepass"))
+    return h.digest()
 
 
-def url_checks(urls: list[str]) -> list[bytes]:
-    """[url_check(url) for url in urls]."""
-    return [zlib.crc32(url.encode("utf-8", "surrogatepass")).to_bytes(URL_CHECK_BYTES, "big")
-            for url in urls]
+def url_checks(key: bytes, urls: list[str]) -> list[bytes]:
+    """[url_check(key, url) for url in urls], with the keyed state set up once."""
+    base = _check_hash(key)
+    out = []
+    for url in urls:
+        h = base.copy()
+        h.update(url.encode("utf-8", "surrogatepass"))
+        out.append(h.digest())
+    return out
 
 
-def url_matches(url: str, check: bytes) -> bool:
-    return hmac.compare_digest(url_check(url), check)
+def url_matches(key: bytes, url: str, check: bytes) -> bool:
+    return hmac.compare_digest(url_check(key, url), check)
 
 
 def _hmac_states(key: bytes, prefix: bytes):
@@ -96,7 +110,7 @@ def make_token(key: bytes, kind: bytes, message_id: int, recipient_id: int, inde
                url: str = "") -> str:
     """URL-safe token for one link (kind CLICK) or image (kind OPEN; index 0 is the pixel)."""
     payload = _varint(message_id) + _varint(recipient_id) + _varint(index)
-    payload += url_check(url)
+    payload += url_check(key, url)
     mac = hmac.digest(key, kind + payload, "sha256")[:TOKEN_MAC_BYTES]
     return _b64(payload + mac)
 

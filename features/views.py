@@ -47,7 +47,7 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
         raise Http404("unknown link")
     message_id, recipient_id, index, check = ids
     url = link_for(message_id, kind, index)
-    if url is not None and not url_matches(url, check):
+    if url is not None and not url_matches(key, url, check):
         log.warning("tracking %s: message=%s index=%s no longer derives the URL it was sent "
                     "with", kind, message_id, index)
         url = None

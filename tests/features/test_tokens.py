@@ -26,12 +26,13 @@ def test_token_round_trip(ids):
     token = make_token(KEY, CLICK, *ids, url=url)
     *found, check = read_token(KEY, CLICK, token)
     assert tuple(found) == ids
-    assert url_matches(url, check)
-    assert not url_matches(url + "x", check) and not url_matches(url[:-1], check)
+    assert url_matches(KEY, url, check)
+    assert not url_matches(KEY, url + "x", check) and not url_matches(KEY, url[:-1], check)
+    assert not url_matches(derive_key("other", "tracking"), url, check)  # keyed
     assert len(token) <= max_token_length(index=ids[2], max_id=max(ids[0], ids[1]))
     if ids[2] < 1000:
-        checks = url_checks(["https://other/"] * ids[2] + [url])
-        assert checks[-1] == url_check(url) == check
+        checks = url_checks(KEY, ["https://other/"] * ids[2] + [url])
+        assert checks[-1] == url_check(KEY, url) == check
         assert tokens(KEY, CLICK, ids[0], ids[1], checks)[-1] == token.encode()
 
 
@@ -102,10 +103,10 @@ def test_verp_from_another_key_is_none():
 @pytest.mark.parametrize("key", [KEY, b"", b"short", b"x" * 64, b"y" * 65, bytes(range(200))])
 def test_batch_tokens_are_plain_hmac_sha256_for_any_key(key):
     urls = [f"https://i/{i}.png" for i in range(300)]
-    checks = url_checks(urls)
+    checks = url_checks(key, urls)
     made = tokens(key, OPEN, 77, 88, checks)
     for index in (0, 1, 127, 128, 299):
-        assert checks[index] == url_check(urls[index])
+        assert checks[index] == url_check(key, urls[index])
         token = made[index].decode()
         assert token == make_token(key, OPEN, 77, 88, index, urls[index])
         assert read_token(key, OPEN, token) == (77, 88, index, checks[index])
