@@ -45,6 +45,12 @@ def is_printable_ascii(text: str) -> bool:
     return all(" " <= ch <= "~" for ch in text)
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """Client-provided text made safe for one log line: at most ``limit`` characters, escapes
+    for anything but printable ASCII (no raw NUL, CR or LF can reach the log)."""
+    return text[:limit].encode("unicode_escape").decode("ascii")[:limit]
+
+
 def xtext_decode(value: str) -> str:
     """Decode RFC 3461 xtext; raise ValueError if ``value`` is not xtext."""
     out = []

@@ -28,8 +28,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from .esmtp_params import printable
+
 log = logging.getLogger("relay.auth")
 _MAX_ENTRIES = 20_000
+USERNAME_LOG_MAX = 100  # a username may be 12 KB, or a password typed into the wrong field
+
+
+def log_username(username: str) -> str:
+    """The username as it goes into a log line: escaped, at most USERNAME_LOG_MAX characters."""
+    return printable(username, USERNAME_LOG_MAX)
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,8 @@ class Authenticator:
     async def check(self, ip: str, username: str, password: str) -> Outcome:
         loop = asyncio.get_running_loop()
         if self.failures.blocked("ip:" + ip):
-            log.warning("AUTH throttled: ip=%s username=%r (too many failures from this IP)",
-                        ip, username)
+            log.warning("AUTH throttled: ip=%s username='%s' (too many failures from this IP)",
+                        ip, log_username(username))
             return Outcome(throttled=True)
         key = self._key(username, password)
         cached = self._cache.get(key)
@@ -150,8 +158,10 @@ class Authenticator:
                     return Outcome(login=LoginInfo(row[0], username, row[3]), cached=True)
             self._cache.pop(key, None)
         if self.failures.blocked("user:" + username):
-            log.warning("AUTH throttled: ip=%s username=%r (too many failures for this username)",
-                        ip, username)
+            log.warning(
+                "AUTH throttled: ip=%s username='%s' (too many failures for this username)",
+                ip, log_username(username),
+            )
             return Outcome(throttled=True)
         shared = self._inflight.get(key)
         if shared is not None:
@@ -175,14 +185,14 @@ class Authenticator:
         try:
             async with entry[0]:
                 if self.failures.blocked("ip:" + ip) or self.failures.blocked("user:" + username):
-                    log.warning("AUTH throttled: ip=%s username=%r", ip, username)
+                    log.warning("AUTH throttled: ip=%s username='%s'", ip, log_username(username))
                     return Outcome(throttled=True)
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self.argon_pool, _verify, username, password)
                 if result is None:
                     self.failures.add("ip:" + ip)
                     self.failures.add("user:" + username)
-                    log.warning("AUTH failed: ip=%s username=%r", ip, username)
+                    log.warning("AUTH failed: ip=%s username='%s'", ip, log_username(username))
                     return Outcome()
                 login_id, password_hash, owner_id = result
                 if len(self._cache) >= _MAX_ENTRIES:

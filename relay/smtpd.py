@@ -26,9 +26,11 @@ from .esmtp_params import (
     parse_mail_params,
     parse_path,
     parse_rcpt_params,
+    printable,
 )
 from .models import new_queue_id
 from .queue_writer import Submission
+from .smtp_auth import log_username
 
 if TYPE_CHECKING:
     from .server import RelayServer
@@ -52,12 +54,6 @@ _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
 AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """Client-provided text made safe for one log line: bounded, escapes for anything but
-    printable ASCII (no raw NUL, CR or LF can reach the log)."""
-    return text[:limit].encode("unicode_escape").decode("ascii")
 
 
 def _domain(address: str) -> str:
@@ -438,7 +434,7 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
-        log.info("AUTH ok: ip=%s username=%r verified=%s", self.peer_ip, user,
+        log.info("AUTH ok: ip=%s username='%s' verified=%s", self.peer_ip, log_username(user),
                  "cache" if outcome.cached else "argon2")
         return AuthResult(success=True, auth_data=outcome.login)
 
