@@ -65,6 +65,38 @@ class Outcome:
 _LOOKUP_SQL: dict[str, str] = {}
 
 
+def _with_connection(query, *args):
+    """Run ``query`` (a read in autocommit) on this thread's database connection, which is
+    kept between calls; if the connection turns out dead (the server restarted, a backend was
+    terminated, a network cut), drop it and run ``query`` once more on a fresh one.
+
+    Django checks a connection's health only at request boundaries, which these threads never
+    reach: without this, one lost connection would fail every later AUTH on the thread.
+    """
+    from django.db import InterfaceError, OperationalError, connection
+
+    try:
+        return query(*args)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("AUTH database connection lost (%s); reconnecting",
+                    printable(str(exc).strip() or type(exc).__name__))
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone
+            pass
+    return query(*args)
+
+
+def lookup_row(username: str):
+    """_lookup_row on a live connection (see _with_connection)."""
+    return _with_connection(_lookup_row, username)
+
+
+def verify(username: str, password: str):
+    """_verify on a live connection (see _with_connection)."""
+    return _with_connection(_verify, username, password)
+
+
 def _lookup_row(username: str):
     """(id, password_hash, enabled, owner_id) of the login, or None.
 
@@ -161,7 +193,7 @@ class Authenticator:
         cached = self._cache.get(key)
         if cached is not None:
             if cached[1] > time.monotonic():
-                row = await loop.run_in_executor(self.db_pool, _lookup_row, username)
+                row = await loop.run_in_executor(self.db_pool, lookup_row, username)
                 if row is not None and row[1] == cached[0] and row[2]:
                     return Outcome(login=LoginInfo(row[0], username, row[3]), cached=True)
             self._cache.pop(key, None)
@@ -196,7 +228,7 @@ class Authenticator:
                     log.warning("AUTH throttled: ip=%s username='%s'", ip, log_username(username))
                     return Outcome(throttled=True)
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.argon_pool, _verify, username, password)
+                result = await loop.run_in_executor(self.argon_pool, verify, username, password)
                 if result is None:
                     self.failures.add("ip:" + ip)
                     self.failures.add(_user_key(username))
