@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from credentials import services
+from credentials.models import Login
 from relay.models import Message
 
 from .conftest import start_server
@@ -81,6 +82,9 @@ def test_auth_and_queue_survive_terminated_backends(pg_server, login, alice):
     c.send(b"Subject: after\r\n\r\nx\r\n.\r\n")
     assert c.reply().code == 250
     assert Message.objects.count() == 2
+    # The second login's last use went to the writer first, on the cut connection: it is
+    # written all the same, not dropped with the failed commit.
+    assert Login.objects.get(pk=second[0].pk).last_used is not None
     log = pg_server.log_text()
     assert "session error" not in log and "451 4.3.0" not in log, log[-3000:]
     assert "database connection lost" in log
