@@ -45,6 +45,12 @@ def is_printable_ascii(text: str) -> bool:
     return all(" " <= ch <= "~" for ch in text)
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """Client-provided text made safe for one log line: at most ``limit`` characters, escapes
+    for anything but printable ASCII (no raw NUL, CR or LF can reach the log)."""
+    return text[:limit].encode("unicode_escape").decode("ascii")[:limit]
+
+
 def xtext_decode(value: str) -> str:
     """Decode RFC 3461 xtext; raise ValueError if ``value`` is not xtext."""
     out = []
@@ -72,11 +78,14 @@ def xtext_encode(value: str) -> str:
     )
 
 
-def parse_path(text: str, allow_null: bool) -> tuple[str, str]:
+def parse_path(
+    text: str, allow_null: bool, allow_postmaster: bool = False
+) -> tuple[str, str]:
     """``<mailbox> params`` (or a bare ``mailbox params``) to (mailbox, params text).
 
     RFC 5321 Mailbox syntax: a dot-string or quoted local part, a domain or an address literal.
-    The null reverse-path ``<>`` gives "" when ``allow_null``.
+    The null reverse-path ``<>`` gives "" when ``allow_null``; ``<Postmaster>`` without a
+    domain (any case, RFC 5321 4.1.1.3) is returned as sent when ``allow_postmaster``.
     """
     text = text.strip()
     if text.startswith("<"):
@@ -90,6 +99,8 @@ def parse_path(text: str, allow_null: bool) -> tuple[str, str]:
         address, _, rest = text.partition(" ")
     if address == "" and allow_null:
         return "", rest
+    if allow_postmaster and address.lower() == "postmaster":
+        return address, rest
     if len(address) > 254 or not MAILBOX.match(address):
         raise ParamError("553 5.1.3 Malformed address")
     return address, rest

@@ -217,7 +217,8 @@ class GroupWriter:
             self.stored += len(subs)
             return [(fut, None) for _, fut in batch]
         except Exception:
-            log.exception("group commit of %d message(s) failed; retrying one by one", len(subs))
+            log.exception("group commit of %d message(s) and %d last-used time(s) failed; "
+                          "retrying one by one", len(subs), len(touched))
             self._reconnect()
         results = []
         for sub, fut in batch:
@@ -229,4 +230,13 @@ class GroupWriter:
                 log.exception("storing message %s failed", sub.queue_id)
                 self._reconnect()
                 results.append((fut, exc))
+        if touched:
+            # Once more on their own (a cut connection fails the first try of whatever comes
+            # first); dropped if that fails too: last_used is a hint, not worth a loop.
+            try:
+                self._prepare_connection()
+                write_batch([], touched)
+            except Exception:
+                log.exception("writing last-used times of %d login(s) failed", len(touched))
+                self._reconnect()
         return results

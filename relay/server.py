@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from features.services import bounce_ids
+
 from . import tls
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
@@ -26,6 +28,7 @@ log = logging.getLogger("relay.server")
 TLS_READ_BUFFER = 17 * 1024
 ROLES = ("submission", "mx")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
+MX_MAX_RECIPIENTS = 10  # per message on the mx role without AUTH (a bounce has one)
 
 
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -63,6 +66,13 @@ class RelayServer:
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
         self.max_recipients = settings.SMTP_MAX_RECIPIENTS
         self.bounce_domain = settings.BOUNCE_DOMAIN.lower()
+        # The mx role without AUTH: VERP addresses and these local parts at BOUNCE_DOMAIN,
+        # smaller messages and fewer recipients than a submission.
+        self.mx_addresses = frozenset(
+            a.strip().lower() for a in settings.SMTP_MX_ADDRESSES if a.strip()
+        )
+        self.mx_max_size = settings.SMTP_MX_MAX_SIZE
+        self.mx_max_recipients = min(MX_MAX_RECIPIENTS, self.max_recipients)
         self.idle_timeout = settings.SMTP_IDLE_TIMEOUT
         self.max_per_ip = settings.SMTP_MAX_CONNECTIONS_PER_IP
         self.tls_handshake_timeout = settings.SMTP_TLS_HANDSHAKE_TIMEOUT
@@ -94,6 +104,14 @@ class RelayServer:
         if now - self._last_used.get(login_id, -LAST_USED_EVERY) >= LAST_USED_EVERY:
             self._last_used[login_id] = now
             self.writer.touch(login_id)
+
+    def mx_accepts(self, address: str) -> bool:
+        """Whether the mx role takes ``address`` without AUTH: a genuine VERP address or one
+        of SMTP_MX_ADDRESSES, at BOUNCE_DOMAIN."""
+        local, _, domain = address.rpartition("@")
+        if domain.lower() != self.bounce_domain:
+            return False
+        return local.lower() in self.mx_addresses or bounce_ids(address) is not None
 
     def reload_tls(self) -> bool:
         return tls.reload_context(self.tls_context, self.cert_file, self.key_file)

@@ -5,10 +5,11 @@
   password) together with the password hash it matched. A hit re-reads the login row (one
   indexed query) and counts only while that hash and the enabled flag are unchanged, and for at
   most SMTP_AUTH_CACHE_TTL seconds.
-- Failures are counted per client IP and per username within SMTP_AUTH_FAILURE_WINDOW; at
-  SMTP_AUTH_MAX_FAILURES further attempts are refused (454 4.7.0) without an argon2 check. A pair
-  already in the cache still passes a username throttle, so guessing at a login's password cannot
-  lock out the application that uses it; an IP throttle refuses everything from that IP.
+- Failures are counted per client IP and per username (keyed by a digest: a username may be
+  12 KB) within SMTP_AUTH_FAILURE_WINDOW; at SMTP_AUTH_MAX_FAILURES further attempts are
+  refused (454 4.7.0) without an argon2 check. A pair already in the cache still passes a
+  username throttle, so guessing at a login's password cannot lock out the application that
+  uses it; an IP throttle refuses everything from that IP.
 - Uncached checks from one IP run one at a time, so a second concurrent attempt from the same IP
   waits for the first one's result and sees the failure it counted. Identical credentials being
   checked concurrently (a client opening ten connections at once) share one argon2 check.
@@ -28,8 +29,23 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from .esmtp_params import printable
+
 log = logging.getLogger("relay.auth")
 _MAX_ENTRIES = 20_000
+USERNAME_LOG_MAX = 100  # a username may be 12 KB, or a password typed into the wrong field
+
+
+def _user_key(username: str) -> str:
+    """The failure counters' key for a username: a 128-bit digest, so that 20,000 counted
+    usernames of up to 12 KB each cost no more than short ones."""
+    digest = hashlib.blake2b(username.encode("utf-8", "surrogateescape"), digest_size=16)
+    return "user:" + digest.hexdigest()
+
+
+def log_username(username: str) -> str:
+    """The username as it goes into a log line: escaped, at most USERNAME_LOG_MAX characters."""
+    return printable(username, USERNAME_LOG_MAX)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,38 @@ class Outcome:
 
 
 _LOOKUP_SQL: dict[str, str] = {}
+
+
+def _with_connection(query, *args):
+    """Run ``query`` (a read in autocommit) on this thread's database connection, which is
+    kept between calls; if the connection turns out dead (the server restarted, a backend was
+    terminated, a network cut), drop it and run ``query`` once more on a fresh one.
+
+    Django checks a connection's health only at request boundaries, which these threads never
+    reach: without this, one lost connection would fail every later AUTH on the thread.
+    """
+    from django.db import InterfaceError, OperationalError, connection
+
+    try:
+        return query(*args)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("AUTH database connection lost (%s); reconnecting",
+                    printable(str(exc).strip() or type(exc).__name__))
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone
+            pass
+    return query(*args)
+
+
+def lookup_row(username: str):
+    """_lookup_row on a live connection (see _with_connection)."""
+    return _with_connection(_lookup_row, username)
+
+
+def verify(username: str, password: str):
+    """_verify on a live connection (see _with_connection)."""
+    return _with_connection(_verify, username, password)
 
 
 def _lookup_row(username: str):
@@ -138,20 +186,22 @@ class Authenticator:
     async def check(self, ip: str, username: str, password: str) -> Outcome:
         loop = asyncio.get_running_loop()
         if self.failures.blocked("ip:" + ip):
-            log.warning("AUTH throttled: ip=%s username=%r (too many failures from this IP)",
-                        ip, username)
+            log.warning("AUTH throttled: ip=%s username='%s' (too many failures from this IP)",
+                        ip, log_username(username))
             return Outcome(throttled=True)
         key = self._key(username, password)
         cached = self._cache.get(key)
         if cached is not None:
             if cached[1] > time.monotonic():
-                row = await loop.run_in_executor(self.db_pool, _lookup_row, username)
+                row = await loop.run_in_executor(self.db_pool, lookup_row, username)
                 if row is not None and row[1] == cached[0] and row[2]:
                     return Outcome(login=LoginInfo(row[0], username, row[3]), cached=True)
             self._cache.pop(key, None)
-        if self.failures.blocked("user:" + username):
-            log.warning("AUTH throttled: ip=%s username=%r (too many failures for this username)",
-                        ip, username)
+        if self.failures.blocked(_user_key(username)):
+            log.warning(
+                "AUTH throttled: ip=%s username='%s' (too many failures for this username)",
+                ip, log_username(username),
+            )
             return Outcome(throttled=True)
         shared = self._inflight.get(key)
         if shared is not None:
@@ -174,15 +224,15 @@ class Authenticator:
         entry[1] += 1
         try:
             async with entry[0]:
-                if self.failures.blocked("ip:" + ip) or self.failures.blocked("user:" + username):
-                    log.warning("AUTH throttled: ip=%s username=%r", ip, username)
+                if self.failures.blocked("ip:" + ip) or self.failures.blocked(_user_key(username)):
+                    log.warning("AUTH throttled: ip=%s username='%s'", ip, log_username(username))
                     return Outcome(throttled=True)
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.argon_pool, _verify, username, password)
+                result = await loop.run_in_executor(self.argon_pool, verify, username, password)
                 if result is None:
                     self.failures.add("ip:" + ip)
-                    self.failures.add("user:" + username)
-                    log.warning("AUTH failed: ip=%s username=%r", ip, username)
+                    self.failures.add(_user_key(username))
+                    log.warning("AUTH failed: ip=%s username='%s'", ip, log_username(username))
                     return Outcome()
                 login_id, password_hash, owner_id = result
                 if len(self._cache) >= _MAX_ENTRIES:

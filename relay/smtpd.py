@@ -26,9 +26,11 @@ from .esmtp_params import (
     parse_mail_params,
     parse_path,
     parse_rcpt_params,
+    printable,
 )
 from .models import new_queue_id
 from .queue_writer import Submission
+from .smtp_auth import log_username
 
 if TYPE_CHECKING:
     from .server import RelayServer
@@ -56,12 +58,6 @@ _FLUSH_NOW = frozenset({b"220", b"221", b"421"})
 AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
 
 
-def printable(text: str, limit: int = 200) -> str:
-    """Client-provided text made safe for one log line: bounded, escapes for anything but
-    printable ASCII (no raw NUL, CR or LF can reach the log)."""
-    return text[:limit].encode("unicode_escape").decode("ascii")
-
-
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
@@ -87,7 +83,8 @@ class RelaySMTP(SMTP):
         starttls = role in (ROLE_STARTTLS, ROLE_MX)
         super().__init__(
             _NO_HOOKS,
-            data_size_limit=server.max_size,
+            # The mx role takes mail from anyone: its own smaller limit until AUTH.
+            data_size_limit=server.mx_max_size if role == ROLE_MX else server.max_size,
             enable_SMTPUTF8=False,
             decode_data=False,
             hostname=server.hostname,
@@ -458,20 +455,26 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
-        log.info("AUTH ok: ip=%s username=%r verified=%s", self.peer_ip, user,
+        self.data_size_limit = self.server.max_size  # an authenticated submission on any role
+        log.info("AUTH ok: ip=%s username='%s' verified=%s", self.peer_ip, log_username(user),
                  "cache" if outcome.cached else "argon2")
         return AuthResult(success=True, auth_data=outcome.login)
 
     # -- the envelope -------------------------------------------------------------------
 
-    def _parse_path(self, arg: str | None, keyword: str) -> tuple[str | None, str, str | None]:
-        """(address, rest, error reply) for ``FROM:<addr> params`` / ``TO:<addr> params``."""
+    def _parse_path(
+        self, arg: str | None, keyword: str, postmaster: bool = False
+    ) -> tuple[str | None, str, str | None]:
+        """(address, rest, error reply) for ``FROM:<addr> params`` / ``TO:<addr> params``;
+        ``postmaster`` also takes a bare <Postmaster> (RFC 5321 4.1.1.3)."""
         syntax = f"501 5.5.4 Syntax: {'MAIL FROM' if keyword == 'FROM:' else 'RCPT TO'}:<address>"
         arg = self._strip_command_keyword(keyword, arg or "")
         if not arg:
             return None, "", syntax
         try:
-            address, rest = parse_path(arg, allow_null=keyword == "FROM:")
+            address, rest = parse_path(
+                arg, allow_null=keyword == "FROM:", allow_postmaster=postmaster
+            )
         except ParamError as exc:
             return None, "", str(exc)
         return address, rest, None
@@ -509,17 +512,23 @@ class RelaySMTP(SMTP):
         if self.envelope.mail_from is None:
             await self.push("503 5.5.1 Need MAIL command first")
             return
-        address, rest, error = self._parse_path(arg, "TO:")
+        mx_intake = self.role == ROLE_MX and not self.authenticated
+        address, rest, error = self._parse_path(arg, "TO:", postmaster=mx_intake)
+        if error is None and address.lower() == "postmaster":
+            # RFC 5321 4.5.1: <Postmaster> without a domain; stored as at BOUNCE_DOMAIN.
+            address = f"postmaster@{self.server.bounce_domain}"
         if error is None and rest.strip() and not self.session.extended_smtp:
             error = "501 5.5.4 Parameters need EHLO"
-        if error is None and len(self.envelope.rcpt_tos) >= self.server.max_recipients:
+        cap = self.server.mx_max_recipients if mx_intake else self.server.max_recipients
+        if error is None and len(self.envelope.rcpt_tos) >= cap:
             error = "452 4.5.3 Too many recipients"
-        if (
-            error is None
-            and not self.authenticated
-            and _domain(address) != self.server.bounce_domain
-        ):
-            error = "550 5.7.1 Relaying denied: authenticate to send mail"
+        if error is None and mx_intake and not self.server.mx_accepts(address):
+            if _domain(address) != self.server.bounce_domain:
+                error = "550 5.7.1 Relaying denied: authenticate to send mail"
+            else:
+                log.info("RCPT to an unknown mx address from %s: %s", self.peer_ip,
+                         printable(address, 100))
+                error = "550 5.1.1 No such mailbox here"
         if error is None:
             try:
                 params = parse_rcpt_params(rest)

@@ -171,6 +171,10 @@ TLS_KEY_FILE = env("TLS_KEY_FILE", default=str(DATA_DIR / "tls" / "key.pem"))
 SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
 SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=1000)
 BOUNCE_DOMAIN = env("BOUNCE_DOMAIN", default="bounces.localhost")
+# The mx role without AUTH takes VERP bounces plus these local parts at BOUNCE_DOMAIN only,
+# with its own (smaller) size limit: anyone on the internet can send there.
+SMTP_MX_ADDRESSES = env.list("SMTP_MX_ADDRESSES", default=["postmaster", "abuse", "fbl"])
+SMTP_MX_MAX_SIZE = env.int("SMTP_MX_MAX_SIZE", default=10 * 1024 * 1024)
 SMTP_IDLE_TIMEOUT = env.float("SMTP_IDLE_TIMEOUT", default=300)
 SMTP_MAX_CONNECTIONS_PER_IP = env.int("SMTP_MAX_CONNECTIONS_PER_IP", default=100)
 SMTP_TLS_HANDSHAKE_TIMEOUT = env.float("SMTP_TLS_HANDSHAKE_TIMEOUT", default=10)

@@ -1,7 +1,7 @@
 """The test helpers' own promise: with CI=true a missing client fails the test, never skips it."""
 import pytest
 
-from .smtp_helpers import require_tool
+from .smtp_helpers import Server, require_tool
 
 
 def test_missing_tool_fails_under_ci(monkeypatch):
@@ -18,3 +18,12 @@ def test_missing_tool_skips_outside_ci(monkeypatch):
 
 def test_present_tool_is_found():
     assert require_tool("sh").endswith("/sh")
+
+
+def test_server_env_drops_async_unsafe(monkeypatch, tmp_path):
+    """The browser tests allow sync ORM calls in async code for their own process; runsmtp
+    must not inherit that, or a sync call on its event loop would pass in tests only."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    env = Server(cert=tmp_path / "c", key=tmp_path / "k", workdir=tmp_path).env()
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in env
+    assert env["SMTP_HOSTNAME"] == "relay.test"

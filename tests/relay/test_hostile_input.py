@@ -163,3 +163,26 @@ def test_bad_base64_gets_501(smtp_server, login, exchange):
     r = c.cmd(exchange[-1])
     assert (r.code, r.text[:6]) == (501, "5.5.2 "), r
     assert c.auth_plain(login[0].username, login[1]).code == 235
+
+
+def test_a_long_username_is_logged_bounded(smtp_server):
+    """A username may be 12 KB (or a password typed into the wrong field): each log line holds
+    at most its first 100 characters, escaped."""
+    username = "long-user-\u00e9" + "u" * 4984 + "-tail"
+    assert len(username) == 5000
+    for i in range(4):  # three failures, then the username throttle
+        c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True,
+                       source_ip=f"127.0.0.{97 + i}")
+        c.cmd("EHLO client.test")
+        assert c.cmd("AUTH PLAIN").code == 334
+        assert c.cmd(b64(f"\0{username}\0wrong")).code == (454 if i == 3 else 535)
+        c.close()
+    logged = "long-user-\\xe9" + "u" * 86
+    assert len(logged) == 100
+    log = wait_for(lambda: "AUTH throttled: ip=127.0.0.100" in smtp_server.log_text()
+                   and smtp_server.log_text())
+    lines = [line for line in log.splitlines() if "long-user-" in line]
+    assert len(lines) == 4, lines
+    for line in lines:
+        assert f"username='{logged}'" in line, line[:300]  # the quote closes after 100
+    assert "-tail" not in log

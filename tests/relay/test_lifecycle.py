@@ -2,22 +2,25 @@
 `mailq` shows the queue."""
 import hashlib
 import json
+import os
 import shutil
 import signal
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from relay.models import Message
 from relay.tls import write_self_signed
 
 from .conftest import SERVER_ENV
-from .smtp_helpers import HOST, Server
+from .smtp_helpers import HOST, ROOT, Server, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -181,3 +184,27 @@ def test_mailq_text_and_json(smtp_server, login, alice):
     out = StringIO()
     call_command("mailq", "--json", "--all", stdout=out)
     assert json.loads(out.getvalue())["count"] == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "ten"])
+def test_mailq_limit_takes_only_a_positive_count(value):
+    with pytest.raises(CommandError, match="--limit"):
+        call_command("mailq", "--limit", value)
+    # From the command line: a usage error and exit status 2, no traceback.
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "mailq", "--limit", value],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DATABASE_URL": database_url()},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--limit" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mailq_limit_lists_at_most_that_many(smtp_server, login):
+    with smtplib.SMTP_SSL(HOST, smtp_server.tls_port, context=smtp_server.client_context()) as s:
+        s.login(login[0].username, login[1])
+        for i in range(3):
+            s.sendmail("app@example.com", ["bob@example.org"], f"Subject: {i}\r\n\r\nx\r\n")
+    out = StringIO()
+    call_command("mailq", "--json", "--limit", "2", stdout=out)
+    assert json.loads(out.getvalue())["count"] == 2

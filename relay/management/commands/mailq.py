@@ -1,4 +1,5 @@
 """`manage.py mailq [--json] [--all]`: the queue and its recipients, like Postfix's mailq."""
+import argparse
 import json
 
 from django.core.management.base import BaseCommand
@@ -9,15 +10,29 @@ from relay.models import Message, Recipient
 PENDING = [Recipient.State.QUEUED, Recipient.State.DEFERRED]
 
 
+def positive_int(text: str) -> int:
+    """argparse type for --limit: a count of messages, 1 or more (a slice of a queryset takes
+    no negative bound, and 0 would read as "no limit")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 class Command(BaseCommand):
     help = "List queued messages and their recipients (pending ones; --all for every message)."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
         parser.add_argument("--all", action="store_true", help="include delivered and failed")
-        parser.add_argument("--limit", type=int, default=0, help="at most this many messages")
+        parser.add_argument(
+            "--limit", type=positive_int, default=None, help="at most this many messages (1+)"
+        )
 
-    def handle(self, *args, json: bool, all: bool, limit: int, **options):
+    def handle(self, *args, json: bool, all: bool, limit: int | None, **options):
         recipients = Recipient.objects.order_by("id")
         messages = Message.objects.defer("raw").order_by("received_at", "id")
         if not all:
