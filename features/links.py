@@ -343,6 +343,8 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
         link(href, url, text[start:])
     if opens:
         at = body_end if body_end >= 0 else len(text.rstrip())
+        if body_end < 0 and cut_off and text.rfind("<") > text.rfind(">"):
+            at = text.rfind("<")  # not inside a tag the end of the text cut off
         edits.append((at, at, _PIXEL))
         changes.append(_new(Change, ("pixel", "")))
     if not edits:

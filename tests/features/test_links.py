@@ -129,6 +129,9 @@ def test_pixel_goes_before_the_last_body_end_or_at_the_end():
     assert out.endswith("</BODY></html>\r\n") and kinds == ["pixel"]
     out, _, _, _ = rewrite("<p>fragment</p>\n", clicks=False, opens=True)
     assert out.startswith('<p>fragment</p><img src="{O0}"') and out.endswith(">\n")
+    # Text cut off inside a tag: the pixel goes before that tag, not into it.
+    out, _, _, _ = rewrite('<p>cut</p><p class="x', clicks=False, opens=True)
+    assert out.startswith('<p>cut</p><img src="{O0}"') and out.endswith('><p class="x')
 
 
 def test_images_only_with_openstracking_links_only_with_clicktracking():
