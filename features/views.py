@@ -154,11 +154,18 @@ def _too_big(request: HttpRequest, error: str) -> HttpResponse:
     return render(request, "features/preview.html", {"form": form, "error": error}, status=413)
 
 
+def _login_pk(value: str) -> int:
+    # str.isdigit() is also true for "²" or "١", which int() refuses or reads as another
+    # number; and int() refuses over 4,300 digits. Anything else names no login (-1).
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return -1
+
+
 @csrf_protect
 def _preview(request: HttpRequest) -> HttpResponse:
     chosen = request.POST.get("login")
-    if chosen and not Login.objects.filter(pk=chosen if chosen.isdigit() else -1,
-                                           owner=request.user).exists():
+    if chosen and not Login.objects.filter(pk=_login_pk(chosen), owner=request.user).exists():
         raise Http404("no such login")  # another customer's login is not even named
     form = preview_service.PreviewForm(request.user, request.POST or None, request.FILES or None)
     result = None

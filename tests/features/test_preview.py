@@ -105,7 +105,9 @@ def test_a_pasted_message_over_the_post_limit_is_413_with_a_message(client, alic
     assert response.status_code == 413 and "upload it as a file" in response.content.decode()
 
 
-@pytest.mark.parametrize("value", ["theirs", "999999", "abc"])
+# "²" and "١" are str.isdigit() but not ASCII digits; int("²") raises ValueError.
+@pytest.mark.parametrize("value", ["theirs", "999999", "abc", "²", "1²", "١", "-1",
+                                   "99999999999999999999999", "9" * 5000])
 def test_another_customers_login_is_404(client, alice, logins, value):
     _, theirs = logins
     client.force_login(alice)
