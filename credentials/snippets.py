@@ -25,6 +25,15 @@ def ports() -> dict[str, list[int]]:
     return {"tls": list(settings.SMTP_TLS_PORTS), "starttls": list(settings.SMTP_STARTTLS_PORTS)}
 
 
+def submission_port(prefer_implicit_tls: bool) -> tuple[int, bool] | None:
+    """(port, implicit TLS) for a snippet: the first port of the preferred kind, else the first
+    of the other kind; None when the relay listens on no submission port at all."""
+    tls = [(p, True) for p in settings.SMTP_TLS_PORTS]
+    starttls = [(p, False) for p in settings.SMTP_STARTTLS_PORTS]
+    choices = tls + starttls if prefer_implicit_tls else starttls + tls
+    return choices[0] if choices else None
+
+
 def _swaks(host: str, user: str) -> str:
     lines = []
     if settings.SMTP_STARTTLS_PORTS:
@@ -46,12 +55,12 @@ def _swaks(host: str, user: str) -> str:
     return "\n".join(lines)
 
 
-def _smtplib(host: str, user: str) -> str:
-    if settings.SMTP_TLS_PORTS:
-        connect = f'with smtplib.SMTP_SSL("{host}", {settings.SMTP_TLS_PORTS[0]}) as smtp:'
+def _smtplib(host: str, user: str, port: int, implicit_tls: bool) -> str:
+    if implicit_tls:
+        connect = f'with smtplib.SMTP_SSL("{host}", {port}) as smtp:'
         starttls = []
     else:
-        connect = f'with smtplib.SMTP("{host}", {settings.SMTP_STARTTLS_PORTS[0]}) as smtp:'
+        connect = f'with smtplib.SMTP("{host}", {port}) as smtp:'
         starttls = ["    smtp.starttls()"]
     return "\n".join([
         "import smtplib",
@@ -70,13 +79,9 @@ def _smtplib(host: str, user: str) -> str:
     ])
 
 
-def _postfix(host: str, user: str) -> tuple[str, str]:
-    if settings.SMTP_STARTTLS_PORTS:
-        relay = f"[{host}]:{settings.SMTP_STARTTLS_PORTS[0]}"
-        wrapper = []
-    else:
-        relay = f"[{host}]:{settings.SMTP_TLS_PORTS[0]}"
-        wrapper = ["smtp_tls_wrappermode = yes"]
+def _postfix(host: str, user: str, port: int, implicit_tls: bool) -> tuple[str, str]:
+    relay = f"[{host}]:{port}"
+    wrapper = ["smtp_tls_wrappermode = yes"] if implicit_tls else []
     main_cf = "\n".join([
         "# /etc/postfix/main.cf",
         f"relayhost = {relay}",
@@ -95,11 +100,8 @@ def _postfix(host: str, user: str) -> tuple[str, str]:
     return main_cf, sasl
 
 
-def _thunderbird(host: str, user: str) -> str:
-    if settings.SMTP_TLS_PORTS:
-        port, security = settings.SMTP_TLS_PORTS[0], "SSL/TLS"
-    else:
-        port, security = settings.SMTP_STARTTLS_PORTS[0], "STARTTLS"
+def _thunderbird(host: str, user: str, port: int, implicit_tls: bool) -> str:
+    security = "SSL/TLS" if implicit_tls else "STARTTLS"
     return "\n".join([
         "Settings → Account Settings → Outgoing Server (SMTP) → Add…",
         f"Server Name:              {host}",
@@ -112,19 +114,25 @@ def _thunderbird(host: str, user: str) -> str:
 
 
 def snippets(username: str | None) -> list[Snippet]:
-    """Client settings for the given login username (or a placeholder), host from settings."""
+    """Client settings for the given login username (or a placeholder), host from settings;
+    none when the relay has no submission port (SMTP_TLS_PORTS and SMTP_STARTTLS_PORTS empty)."""
+    implicit, starttls = submission_port(True), submission_port(False)
+    if implicit is None or starttls is None:
+        return []
     host = settings.SMTP_HOSTNAME
     user = username or USERNAME_PLACEHOLDER
-    main_cf, sasl = _postfix(host, user)
+    # Clients with both kinds take implicit TLS; Postfix's relayhost is simplest with STARTTLS.
+    main_cf, sasl = _postfix(host, user, *starttls)
     return [
         Snippet("swaks", "swaks (command line test)",
                 "Send a test message from a shell.", _swaks(host, user)),
         Snippet("smtplib", "Python smtplib",
-                "From any Python program, standard library only.", _smtplib(host, user)),
+                "From any Python program, standard library only.",
+                _smtplib(host, user, *implicit)),
         Snippet("postfix-main", "Postfix relayhost: main.cf",
                 "Let a Postfix server hand all its outgoing mail to smtpeter.", main_cf),
         Snippet("postfix-sasl", "Postfix relayhost: sasl_passwd",
                 "The credentials file main.cf points to.", sasl),
         Snippet("thunderbird", "Thunderbird",
-                "An outgoing server for a mail client.", _thunderbird(host, user)),
+                "An outgoing server for a mail client.", _thunderbird(host, user, *implicit)),
     ]

@@ -59,3 +59,26 @@ def test_starttls_only_deployment(alice_client, settings):
     assert "smtp.starttls()" in html
     assert "Connection security:      STARTTLS" in html
     assert "--tls-on-connect" not in html
+
+
+def test_no_submission_port_hides_the_snippets_with_a_message(alice, alice_client, settings):
+    # An MX-only relay (both submission lists empty) used to answer 500 here.
+    settings.SMTP_TLS_PORTS = []
+    settings.SMTP_STARTTLS_PORTS = []
+    login, _ = services.create_login(alice)
+    response = alice_client.get(reverse("connect"), {"login": login.pk})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="no-submission-port"' in html and "no submission port" in html
+    assert "Port " not in html
+    assert "swaks" not in html and "relayhost" not in html and 'class="card snippet"' not in html
+
+
+def test_implicit_tls_only_deployment(alice_client, settings):
+    settings.SMTP_STARTTLS_PORTS = []
+    html = alice_client.get(reverse("connect")).content.decode()
+    assert "smtplib.SMTP_SSL(&quot;relay.example.net&quot;, 465)" in html
+    assert "relayhost = [relay.example.net]:465" in html
+    assert "smtp_tls_wrappermode = yes" in html
+    assert "Connection security:      SSL/TLS" in html
+    assert "--tls-on-connect" in html and "--port 587" not in html
