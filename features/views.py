@@ -9,7 +9,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
@@ -61,12 +61,19 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     now = timezone.now()
     flags = machine_flags(request.method, user_agent, delivered, now,
                           settings.TRACKING_FAST_SECONDS)
-    _record(
-        Event.Type.CLICK if kind == CLICK else Event.Type.OPEN, message_id, recipient_id,
-        {"url": url, "index": index, "ip": request.META.get("REMOTE_ADDR"),
-         "user_agent": user_agent, "method": request.method},
-        flags,
-    )
+    try:
+        _record(
+            Event.Type.CLICK if kind == CLICK else Event.Type.OPEN, message_id, recipient_id,
+            {"url": url, "index": index, "ip": request.META.get("REMOTE_ADDR"),
+             "user_agent": user_agent, "method": request.method},
+            flags,
+        )
+    except DatabaseError as exc:
+        # The recipient still gets the link or the pixel: a lost event is the lesser harm.
+        # Ids and the error's first line only; the URL and the address stay out of the log.
+        log.error("tracking %s: event not recorded message=%s recipient=%s index=%s: %s: %s",
+                  kind, message_id, recipient_id, index, type(exc).__name__,
+                  str(exc).partition("\n")[0][:200])
     return url
 
 

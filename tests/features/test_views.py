@@ -185,3 +185,42 @@ def test_the_fast_flag_lookup_uses_the_recipient_type_time_index(sent):
         plan = " ".join(str(row) for row in cursor.fetchall())
     assert "event_rcpt_type_time" in plan, plan
     assert services.delivery_of(msg.pk, rcpt.pk)[0] is not None
+
+
+@pytest.fixture
+def refusing_event_inserts():
+    """A trigger makes the database itself refuse every new Event (the test's transaction
+    rolls it back): a real database error, raised where an outage or a lock timeout would be."""
+    from django.db import connection
+
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
+                           "$$ BEGIN RAISE EXCEPTION 'events refused by test'; END $$")
+            cursor.execute(f"CREATE TRIGGER refuse_event BEFORE INSERT ON {table} "
+                           "FOR EACH ROW EXECUTE FUNCTION refuse_event()")
+        else:
+            cursor.execute(f"CREATE TRIGGER refuse_event BEFORE INSERT ON {table} "
+                           "BEGIN SELECT RAISE(ABORT, 'events refused by test'); END")
+
+
+def test_a_database_error_while_recording_still_redirects_and_serves_the_pixel(
+        client, sent, refusing_event_inserts, caplog):
+    msg, rcpt = sent
+    click_a, _, image, pixel = urls_in(msg, rcpt)
+    response = client.get(click_a, HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
+    assert response.status_code == 302
+    assert response["Location"] == "https://example.com/a?x=1&y=2"
+    response = client.get(image, HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 302 and response["Location"] == "https://img.example/logo.png"
+    response = client.get(pixel, HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 200 and response.content == PIXEL_GIF
+    assert not Event.objects.filter(type__in=["click", "open"]).exists()
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "features.views"]
+    assert len(errors) == 3
+    line = errors[0].getMessage()
+    assert f"message={msg.pk}" in line and f"recipient={rcpt.pk}" in line and "click" in line
+    token = click_a.rsplit("/", 1)[1]
+    assert all(token not in r.getMessage() and "198.51.100.7" not in r.getMessage()
+               for r in errors)
