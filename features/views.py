@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from credentials.clientip import client_ip
 from credentials.models import Login
 from events.models import Event
 
@@ -43,7 +44,7 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     key, token_kind = tracking_key(), CLICK_KIND if kind == CLICK else OPEN_KIND
     ids = read_token(key, token_kind, token)
     if ids is None:
-        log.info("tracking %s: bad token from %s", kind, request.META.get("REMOTE_ADDR"))
+        log.info("tracking %s: bad token from %s", kind, client_ip(request))
         raise Http404("unknown link")
     message_id, recipient_id, index, check = ids
     url = link_for(message_id, kind, index)
@@ -64,7 +65,7 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     try:
         _record(
             Event.Type.CLICK if kind == CLICK else Event.Type.OPEN, message_id, recipient_id,
-            {"url": url, "index": index, "ip": request.META.get("REMOTE_ADDR"),
+            {"url": url, "index": index, "ip": client_ip(request),
              "user_agent": user_agent, "method": request.method},
             flags,
         )

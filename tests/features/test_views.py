@@ -224,3 +224,30 @@ def test_a_database_error_while_recording_still_redirects_and_serves_the_pixel(
     token = click_a.rsplit("/", 1)[1]
     assert all(token not in r.getMessage() and "198.51.100.7" not in r.getMessage()
                for r in errors)
+
+
+@pytest.mark.parametrize("trusted, expected", [(False, "10.0.0.5"), (True, "203.0.113.9")])
+def test_events_record_the_client_address_the_sign_in_code_uses(client, sent, settings,
+                                                                trusted, expected):
+    # Behind our own proxy REMOTE_ADDR is the proxy; with TRUST_X_FORWARDED_FOR the last
+    # X-Forwarded-For entry (the one the proxy appended) is the reader. Not trusted, the
+    # header is the client's own claim and is ignored.
+    settings.TRUST_X_FORWARDED_FOR = trusted
+    msg, rcpt = sent
+    click_a, _, _, pixel = urls_in(msg, rcpt)
+    forwarded = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "192.0.2.1, 203.0.113.9"}
+    assert client.get(click_a, HTTP_USER_AGENT=BROWSER, **forwarded).status_code == 302
+    assert client.get(pixel, HTTP_USER_AGENT=BROWSER, **forwarded).status_code == 200
+    assert Event.objects.get(type="click").data["ip"] == expected
+    assert Event.objects.get(type="open").data["ip"] == expected
+
+
+@pytest.mark.parametrize("trusted, expected", [(False, "10.0.0.5"), (True, "203.0.113.9")])
+def test_a_bad_token_is_logged_with_the_client_address(client, settings, caplog,
+                                                       trusted, expected):
+    settings.TRUST_X_FORWARDED_FOR = trusted
+    response = client.get("/t/c/" + "x" * 27, REMOTE_ADDR="10.0.0.5",
+                          HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert response.status_code == 404
+    assert any(r.getMessage() == f"tracking click: bad token from {expected}"
+               for r in caplog.records)
