@@ -2,11 +2,14 @@
 
 The README's configuration table lists each variable and its default; keep them in step.
 """
+import os
 import secrets
 import socket
+import time
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,18 +20,33 @@ DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _generated_secret_key() -> str:
-    # A development install keeps one generated key across restarts, so that
-    # sessions and tracking links stay valid; production sets SECRET_KEY.
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+def _generated_secret_key(path: Path) -> str:
+    """The key in ``path``, generated there on first use.
+
+    A development install keeps one generated key across restarts, so that sessions and
+    tracking links stay valid; production sets SECRET_KEY. The file is created 0600 in one
+    step (never readable by others, not even briefly); O_EXCL lets one of several processes
+    starting at once create it, and the others read its key.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as key_file:
+            key_file.write(secrets.token_urlsafe(50))
+    # The creator may not have written its key yet: wait for it a little.
+    for _ in range(20):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.1)
+    raise ImproperlyConfigured(f"{path} is empty: delete it (a new key is generated) or set "
+                               "SECRET_KEY")
 
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default=None) or _generated_secret_key()
+SECRET_KEY = env("SECRET_KEY", default=None) or _generated_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
