@@ -185,9 +185,18 @@ def reset_password(login: Login, *, actor, ip: str | None = None) -> str:
 @transaction.atomic
 def delete_login(
     login: Login, *, actor, ip: str | None = None, details: dict | None = None
-) -> None:
+) -> bool:
+    """Delete the login with its audit entry; False (and no entry) if it is gone already.
+
+    The row is locked first: of two overlapping deletes the second waits for the first and
+    then finds nothing, instead of auditing (and deleting) a row that no longer exists.
+    """
+    login = Login.objects.select_for_update().filter(pk=login.pk).first()
+    if login is None:
+        return False
     _audit(Action.DELETED, login, actor, ip, before=login.featureset(), details=details)
     login.delete()
+    return True
 
 
 @contextlib.contextmanager
@@ -207,9 +216,8 @@ def delete_logins_of(owner) -> int:
     """
     actor, ip = _acting.get() or (None, None)
     logins = list(Login.objects.filter(owner=owner).select_related("owner"))
-    for login in logins:
-        delete_login(login, actor=actor, ip=ip, details={"reason": "owner deleted"})
-    return len(logins)
+    return sum(delete_login(login, actor=actor, ip=ip, details={"reason": "owner deleted"})
+               for login in logins)
 
 
 def verify_password(login: Login, password: str) -> bool:

@@ -166,7 +166,8 @@ def login_delete(request: HttpRequest, login_id: int) -> HttpResponse:
     login = _own_login(request, login_id)
     if request.method == "POST":
         username = login.username
-        services.delete_login(login, actor=request.user, ip=client_ip(request))
+        if not services.delete_login(login, actor=request.user, ip=client_ip(request)):
+            raise Http404("no such login")  # deleted meanwhile by another request
         messages.success(request, f"Login {username} deleted.")
         return redirect("logins")
     return render(request, "credentials/login_delete.html", {"login": login})

@@ -280,6 +280,81 @@ def test_delete_asks_then_deletes_with_audit(alice_client, alice, alice_login):
     assert entry.features_before["clicktracking"] is True
 
 
+def test_a_second_delete_of_the_same_login_is_404_without_an_audit_entry(alice_client,
+                                                                         alice_login):
+    url = reverse("login_delete", args=[alice_login.pk])
+    assert alice_client.post(url).status_code == 302
+    assert alice_client.post(url).status_code == 404
+    assert AuditEntry.objects.filter(action="deleted").count() == 1
+
+
+def test_a_login_deleted_by_a_concurrent_request_is_not_deleted_or_audited_twice(alice,
+                                                                              alice_login):
+    # Two quick deletes: both requests found the row; the first deletes it before the second
+    # gets to the delete. The second holds a stale copy and must write nothing (an audit entry
+    # naming a deleted row breaks its foreign key on commit).
+    stale = Login.objects.get(pk=alice_login.pk)
+    assert services.delete_login(alice_login, actor=alice) is True
+    assert services.delete_login(stale, actor=alice) is False
+    assert AuditEntry.objects.filter(action="deleted").count() == 1
+    assert not Login.objects.filter(pk=alice_login.pk).exists()
+
+
+def _waiting_on_a_lock() -> bool:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return False  # SQLite shows no waiters: the caller's timeout stands in
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_overlapping_delete_requests_give_one_delete_and_one_404(alice):
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    login, _ = services.create_login(alice)
+    url = reverse("login_delete", args=[login.pk])
+    client = signed_in(alice)  # its session is written now, not while the first one locks
+    first_deleted, release, answers = threading.Event(), threading.Event(), []
+
+    def first_request():
+        # The first request's transaction: row deleted and audited, not yet committed.
+        try:
+            with transaction.atomic():
+                services.delete_login(Login.objects.get(pk=login.pk), actor=alice)
+                first_deleted.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    def second_request():
+        try:
+            answers.append(client.post(url).status_code)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=first_request)
+    first.start()
+    assert first_deleted.wait(20)
+    second = threading.Thread(target=second_request)
+    second.start()
+    # The second request still sees the row and then waits for the first one's lock.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not _waiting_on_a_lock():
+        time.sleep(0.02)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert answers == [404]
+    assert AuditEntry.objects.filter(action="deleted").count() == 1
+
+
 def test_create_and_delete_refuse_posts_without_csrf_token(alice):
     client = signed_in(alice, enforce_csrf_checks=True)
     response = client.post(reverse("login_create"), {"description": "x", "inlinecss": "on"})
