@@ -5,14 +5,23 @@ import logging
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from . import throttle
 from .clientip import client_ip
 from .models import FEATURE_NAMES, FEATURES, AuditEntry, Login
 
 log = logging.getLogger("credentials.signin")
+
+
+def _throttled_error() -> forms.ValidationError:
+    return forms.ValidationError(
+        "Too many failed sign-ins for this account or from your address. "
+        f"Wait {throttle.window_minutes()} minutes and try again.",
+        code="throttled",
+    )
 
 
 class ThrottledSigninMixin:
@@ -26,11 +35,7 @@ class ThrottledSigninMixin:
         if throttle.is_throttled(username, ip):
             self.throttled = True
             log.warning("sign-in throttled: username=%r ip=%s", username, ip)
-            raise forms.ValidationError(
-                "Too many failed sign-ins for this account or from your address. "
-                f"Wait {throttle.window_minutes()} minutes and try again.",
-                code="throttled",
-            )
+            raise _throttled_error()
         try:
             cleaned = super().clean()
         except forms.ValidationError:
@@ -50,6 +55,32 @@ class SigninForm(ThrottledSigninMixin, AuthenticationForm):
 
 class AdminSigninForm(ThrottledSigninMixin, AdminAuthenticationForm):
     """The admin's sign-in form: same counters, so /admin/login/ is no way around them."""
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """Password change whose wrong old passwords count as failed sign-ins (same counters), so a
+    stolen session is no unthrottled way to guess the account's password."""
+
+    throttled = False
+
+    def __init__(self, user, *args, request: HttpRequest | None = None, **kwargs):
+        self.request = request
+        super().__init__(user, *args, **kwargs)
+
+    def clean_old_password(self):
+        username = self.user.get_username()
+        ip = client_ip(self.request) if self.request else None
+        if throttle.is_throttled(username, ip):
+            self.throttled = True
+            log.warning("password change throttled: username=%r ip=%s", username, ip)
+            raise _throttled_error()
+        try:
+            old = super().clean_old_password()
+        except forms.ValidationError:
+            throttle.record_failure(username, ip)
+            raise
+        throttle.clear_account(username)
+        return old
 
 
 def _feature_field(label: str, help_text: str) -> forms.BooleanField:

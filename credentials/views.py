@@ -24,7 +24,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import onetime, services, snippets
 from .clientip import client_ip
-from .forms import AuditFilterForm, LoginFilterForm, LoginForm, SigninForm, any_filter
+from .forms import (
+    AuditFilterForm,
+    LoginFilterForm,
+    LoginForm,
+    SigninForm,
+    ThrottledPasswordChangeForm,
+    any_filter,
+)
+from .forms import log as signin_log
 from .models import FEATURES, AuditEntry, Login
 from .reports import write_logins_csv
 
@@ -55,8 +63,29 @@ class SignoutView(auth_views.LogoutView):
 
 class PasswordChangeView(SuccessMessageMixin, auth_views.PasswordChangeView):
     template_name = "credentials/password_change.html"
+    form_class = ThrottledPasswordChangeForm
     success_url = reverse_lazy("logins")
     success_message = "Your dashboard password was changed."
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        # Names and address only: neither password reaches a log line.
+        signin_log.info("password changed: username=%r ip=%s",
+                        self.request.user.get_username(), client_ip(self.request))
+        return response
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.throttled:
+            response.status_code = 429
+        else:
+            signin_log.warning("password change failed: username=%r ip=%s (%s)",
+                               self.request.user.get_username(), client_ip(self.request),
+                               ", ".join(form.errors))
+        return response
 
 
 # --- the customer's logins -------------------------------------------------------------------

@@ -137,6 +137,41 @@ def test_change_password(alice_client, alice):
     assert alice_client.get("/").status_code == 200  # still signed in
 
 
+def change_password(client: Client, old: str, new: str = "Brand-new-pass-42",
+                    ip: str = "192.0.2.10"):
+    return client.post("/account/password/", {
+        "old_password": old, "new_password1": new, "new_password2": new}, REMOTE_ADDR=ip)
+
+
+def test_wrong_old_passwords_are_throttled_like_sign_in(alice_client, alice, settings):
+    # A stolen session must not become an unthrottled way to guess the account's password.
+    settings.SIGNIN_MAX_FAILURES = 3
+    for i in range(3):
+        response = change_password(alice_client, f"guess-{i}", ip=f"192.0.2.{i + 1}")
+        assert response.status_code == 200
+        assert 'id="id_old_password-error"' in response.content.decode()
+    response = change_password(alice_client, "alice-pw-1234!", ip="198.51.100.99")
+    assert response.status_code == 429
+    assert "Too many failed sign-ins for this account or from your address" in (
+        response.content.decode())
+    alice.refresh_from_db()
+    assert alice.check_password("alice-pw-1234!")
+    # The same counters as sign-in: the account is locked there too for now.
+    assert sign_in(Client(), "alice", "alice-pw-1234!", ip="198.51.100.98").status_code == 429
+
+
+def test_password_changes_are_logged_without_the_passwords(alice_client, alice, caplog):
+    with caplog.at_level(logging.INFO, logger="credentials.signin"):
+        assert change_password(alice_client, "Wrong-Old-771").status_code == 200
+        response = change_password(alice_client, "alice-pw-1234!", new="Brand-new-pass-42")
+        assert response.status_code == 302
+    lines = [r.getMessage() for r in caplog.records if r.name == "credentials.signin"]
+    assert "password change failed: username='alice' ip=192.0.2.10 (old_password)" in lines
+    assert "password changed: username='alice' ip=192.0.2.10" in lines
+    for secret in ["Wrong-Old-771", "alice-pw-1234!", "Brand-new-pass-42"]:
+        assert secret not in caplog.text
+
+
 def test_admin_sign_in_shares_the_throttle(staff, settings):
     settings.SIGNIN_MAX_FAILURES = 2
     client = Client()
