@@ -243,17 +243,26 @@ def _filtered_logins(request: HttpRequest) -> tuple[LoginFilterForm, QuerySet[Lo
     return form, logins
 
 
+def _paged(request: HttpRequest, form, items: QuerySet, template: str,
+           **context) -> HttpResponse:
+    """One page of ``items``; an invalid filter is 400 with its errors, as the CSV export is."""
+    page = Paginator(items, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    context.update({
+        "form": form,
+        "filtered": any_filter(form),
+        "page": page,
+        "query": params.urlencode(),
+        "features": FEATURES,
+    })
+    return render(request, template, context, status=200 if form.is_valid() else 400)
+
+
 @staff_only
 def audit_logins(request: HttpRequest) -> HttpResponse:
     form, logins = _filtered_logins(request)
-    context = {
-        "form": form,
-        "filtered": any_filter(form),
-        "logins": logins,
-        "features": FEATURES,
-        "query": request.GET.urlencode(),
-    }
-    return render(request, "credentials/audit_logins.html", context)
+    return _paged(request, form, logins, "credentials/audit_logins.html")
 
 
 @staff_only
@@ -274,14 +283,4 @@ def audit_logins_csv(request: HttpRequest) -> HttpResponse:
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET)
     entries = form.filter(AuditEntry.objects.all())
-    page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    params = request.GET.copy()
-    params.pop("page", None)
-    context = {
-        "form": form,
-        "filtered": any_filter(form),
-        "page": page,
-        "query": params.urlencode(),
-        "features": FEATURES,
-    }
-    return render(request, "credentials/audit_log.html", context)
+    return _paged(request, form, entries, "credentials/audit_log.html")
