@@ -7,4 +7,6 @@ class CredentialsConfig(AppConfig):
     verbose_name = "SMTP logins"
 
     def ready(self) -> None:
+        from smtpeter_site import checks  # noqa: F401  (registers the deploy checks)
+
         from . import receivers  # noqa: F401  (connects the signal receivers)

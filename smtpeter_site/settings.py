@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from smtpeter_site.envvars import env_bool, env_choice, env_float, env_int, env_ports
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -45,7 +47,7 @@ def _generated_secret_key(path: Path) -> str:
                                "SECRET_KEY")
 
 
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env_bool(env, "DEBUG", False)
 SECRET_KEY = env("SECRET_KEY", default=None) or _generated_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -113,7 +115,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {}).setdefault(
         "NAME", env("TEST_SQLITE_NAME", default=str(DATA_DIR / "test.sqlite3"))
     )
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_MAX_AGE"] = env_int(env, "CONN_MAX_AGE", 0, minimum=0)
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
@@ -135,11 +137,11 @@ LOGIN_REDIRECT_URL = "logins"
 LOGOUT_REDIRECT_URL = "signin"
 
 # Dashboard sign-in throttling: failures per account and per IP within a window.
-SIGNIN_MAX_FAILURES = env.int("SIGNIN_MAX_FAILURES", default=5)
-SIGNIN_FAILURE_WINDOW = env.int("SIGNIN_FAILURE_WINDOW", default=900)
+SIGNIN_MAX_FAILURES = env_int(env, "SIGNIN_MAX_FAILURES", 5, minimum=1)
+SIGNIN_FAILURE_WINDOW = env_int(env, "SIGNIN_FAILURE_WINDOW", 900, minimum=1)
 # Behind a reverse proxy that appends the client address: audit entries and throttling use
 # the last X-Forwarded-For entry instead of REMOTE_ADDR. Off by default (the header is forgeable).
-TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+TRUST_X_FORWARDED_FOR = env_bool(env, "TRUST_X_FORWARDED_FOR", False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
@@ -157,59 +159,61 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # Cookies and headers: strict unless DEBUG (development over plain http).
-SECURE_COOKIES = env.bool("SECURE_COOKIES", default=not DEBUG)
+SECURE_COOKIES = env_bool(env, "SECURE_COOKIES", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_SSL_REDIRECT = env_bool(env, "SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int(env, "SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_HSTS_PRELOAD = env_bool(env, "SECURE_HSTS_PRELOAD", False)
 if not SECURE_HSTS_PRELOAD:
     # Joining the browsers' preload list is the operator's decision, not a default.
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env.bool("USE_X_FORWARDED_PROTO", default=False):
+if env_bool(env, "USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Tracking endpoints answer on plain http too: recipients' clients decide the scheme.
 SECURE_REDIRECT_EXEMPT = [r"^t/"]
 
 # --- SMTP relay (runsmtp) ---------------------------------------------------
 SMTP_BIND = env("SMTP_BIND", default="0.0.0.0")
-SMTP_TLS_PORTS = [int(p) for p in env.list("SMTP_TLS_PORTS", default=["465"])]
-SMTP_STARTTLS_PORTS = [int(p) for p in env.list("SMTP_STARTTLS_PORTS", default=["587", "2525"])]
-SMTP_MX_PORTS = [int(p) for p in env.list("SMTP_MX_PORTS", default=["25"])]
+SMTP_TLS_PORTS = env_ports(env, "SMTP_TLS_PORTS", [465])
+SMTP_STARTTLS_PORTS = env_ports(env, "SMTP_STARTTLS_PORTS", [587, 2525])
+SMTP_MX_PORTS = env_ports(env, "SMTP_MX_PORTS", [25])
 SMTP_HOSTNAME = env("SMTP_HOSTNAME", default=socket.getfqdn())
 TLS_CERT_FILE = env("TLS_CERT_FILE", default=str(DATA_DIR / "tls" / "cert.pem"))
 TLS_KEY_FILE = env("TLS_KEY_FILE", default=str(DATA_DIR / "tls" / "key.pem"))
-SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
-SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=1000)
+SMTP_MAX_MESSAGE_SIZE = env_int(env, "SMTP_MAX_MESSAGE_SIZE", 25 * 1024 * 1024, minimum=1)
+SMTP_MAX_RECIPIENTS = env_int(env, "SMTP_MAX_RECIPIENTS", 1000, minimum=1)
 BOUNCE_DOMAIN = env("BOUNCE_DOMAIN", default="bounces.localhost")
 # The mx role without AUTH takes VERP bounces plus these local parts at BOUNCE_DOMAIN only,
 # with its own (smaller) size limit: anyone on the internet can send there.
 SMTP_MX_ADDRESSES = env.list("SMTP_MX_ADDRESSES", default=["postmaster", "abuse", "fbl"])
-SMTP_MX_MAX_SIZE = env.int("SMTP_MX_MAX_SIZE", default=10 * 1024 * 1024)
-SMTP_IDLE_TIMEOUT = env.float("SMTP_IDLE_TIMEOUT", default=300)
-SMTP_MAX_CONNECTIONS_PER_IP = env.int("SMTP_MAX_CONNECTIONS_PER_IP", default=100)
-SMTP_TLS_HANDSHAKE_TIMEOUT = env.float("SMTP_TLS_HANDSHAKE_TIMEOUT", default=10)
+SMTP_MX_MAX_SIZE = env_int(env, "SMTP_MX_MAX_SIZE", 10 * 1024 * 1024, minimum=1)
+SMTP_IDLE_TIMEOUT = env_float(env, "SMTP_IDLE_TIMEOUT", 300)
+SMTP_MAX_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_CONNECTIONS_PER_IP", 100, minimum=0)
+SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10)
 # uvloop: TLS in C (Cython), about half the CPU per new TLS connection; asyncio is the fallback.
 SMTP_EVENT_LOOP = env.str("SMTP_EVENT_LOOP", default="uvloop")
-SMTP_AUTH_MAX_FAILURES = env.int("SMTP_AUTH_MAX_FAILURES", default=5)
-SMTP_AUTH_FAILURE_WINDOW = env.float("SMTP_AUTH_FAILURE_WINDOW", default=900)
-SMTP_AUTH_CACHE_TTL = env.float("SMTP_AUTH_CACHE_TTL", default=3600)
-SMTP_AUTH_THREADS = env.int("SMTP_AUTH_THREADS", default=2)
+SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
+SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
+SMTP_AUTH_CACHE_TTL = env_float(env, "SMTP_AUTH_CACHE_TTL", 3600)
+SMTP_AUTH_THREADS = env_int(env, "SMTP_AUTH_THREADS", 2, minimum=1)
 
 # --- Features ------------------------------------------------------------
 TRACKING_BASE_URL = env("TRACKING_BASE_URL", default=f"{SITE_URL}/t/")
-CSS_INLINER = env("CSS_INLINER", default="css-inline")
+# The names features.inline.INLINERS knows (a test keeps them in step).
+CSS_INLINER = env_choice(env, "CSS_INLINER", "css-inline", ["css-inline", "premailer"])
 # A click or open this soon after delivery is flagged "fast" (likely a scanner, not a person).
-TRACKING_FAST_SECONDS = env.float("TRACKING_FAST_SECONDS", default=2.0)
+TRACKING_FAST_SECONDS = env_float(env, "TRACKING_FAST_SECONDS", 2.0)
 
-LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_LEVEL = env_choice(env, "LOG_LEVEL", "INFO",
+                       ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], fold_case=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -3,8 +3,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# env("NAME"...), env.int("NAME"...), env.db("NAME"...), on one line or the next.
-READ = re.compile(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"")
+# env("NAME"...), env.int("NAME"...), env.db("NAME"...), env_int(env, "NAME"...) (envvars.py),
+# on one line or the next.
+READ = re.compile(r"\benv(?:\.\w+|_\w+)?\(\s*(?:env,\s*)?\"([A-Z][A-Z0-9_]*)\"")
 ROW = re.compile(r"^\| `([A-Z][A-Z0-9_]*)` \|", re.M)
 
 

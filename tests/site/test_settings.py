@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -75,3 +77,71 @@ def test_an_empty_key_file_is_refused_by_name(tmp_path):
     result = run_python(tmp_path, "from smtpeter_site import settings")
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "secret_key" in result.stderr
+
+
+def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATA_DIR"))}
+    env.update({"DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "smtpeter_site.settings",
+                **env_overrides})
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SMTP_TLS_PORTS", "abc"),
+    ("SMTP_STARTTLS_PORTS", "587,70000"),
+    ("SMTP_MX_PORTS", "25;26"),
+    ("CSS_INLINER", "bogus"),
+    ("SIGNIN_MAX_FAILURES", "five"),
+    ("SIGNIN_MAX_FAILURES", "0"),
+    ("SMTP_IDLE_TIMEOUT", "soon"),
+    ("SMTP_AUTH_CACHE_TTL", "nan"),
+    ("CONN_MAX_AGE", "1.5"),
+    ("DEBUG", "ture"),
+    ("SECURE_SSL_REDIRECT", "yes please"),
+    ("LOG_LEVEL", "LOUD"),
+])
+def test_a_bad_value_stops_startup_naming_the_variable(tmp_path, name, value):
+    result = run_check(tmp_path, **{name: value})
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {name}={value!r} is not valid: expected" in out, out
+    # Not a bare ValueError from int() or float() somewhere in settings.py.
+    assert "ValueError" not in out and "invalid literal" not in out, out
+
+
+def test_good_values_are_read(tmp_path):
+    code = """
+        from django.conf import settings
+        print(settings.SMTP_TLS_PORTS, settings.SMTP_STARTTLS_PORTS, settings.SMTP_MX_PORTS,
+              settings.CSS_INLINER, settings.LOG_LEVEL, settings.DEBUG,
+              settings.SMTP_IDLE_TIMEOUT, settings.SIGNIN_MAX_FAILURES)
+    """
+    result = run_python(tmp_path, code, SECRET_KEY="x" * 50, SMTP_TLS_PORTS="",
+                        SMTP_STARTTLS_PORTS=" 587 , 2525", SMTP_MX_PORTS="25,",
+                        CSS_INLINER="premailer", LOG_LEVEL="warning", DEBUG="On",
+                        SMTP_IDLE_TIMEOUT="2.5", SIGNIN_MAX_FAILURES="7")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "[587,", "2525]", "[25]", "premailer", "WARNING",
+                                     "True", "2.5", "7"]
+
+
+def test_the_css_inliner_choices_are_the_ones_the_inliner_knows():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from features.inline import INLINERS
+    from smtpeter_site.envvars import env_choice
+
+    class Env:
+        def __init__(self, value):
+            self.value = value
+
+        def str(self, name, default=None):
+            return self.value
+
+    for name in INLINERS:
+        assert env_choice(Env(name), "CSS_INLINER", "css-inline", list(INLINERS)) == name
+    settings_text = (ROOT / "smtpeter_site" / "settings.py").read_text()
+    assert f'"CSS_INLINER", "css-inline", {list(INLINERS)!r}'.replace("'", '"') in settings_text
+    with pytest.raises(ImproperlyConfigured, match="CSS_INLINER='x' is not valid"):
+        env_choice(Env("x"), "CSS_INLINER", "css-inline", list(INLINERS))
