@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.core.cache import cache
+
+log = logging.getLogger("credentials.signin")
+# Without a client address the per-address counter is off: said once, not on every sign-in.
+_warned_without_address = False
 
 
 def _keys(username: str, ip: str | None) -> list[str]:
@@ -16,8 +21,22 @@ def _keys(username: str, ip: str | None) -> list[str]:
     return keys
 
 
+def _warn_once_without_address() -> None:
+    global _warned_without_address
+    if not _warned_without_address:
+        _warned_without_address = True
+        log.warning(
+            "sign-in throttling: a request has no usable client address (empty REMOTE_ADDR, "
+            "e.g. gunicorn on a unix socket): failures are counted per account only, not per "
+            "address. Behind a proxy that sets X-Forwarded-For, set TRUST_X_FORWARDED_FOR=true."
+            " (Logged once per process.)"
+        )
+
+
 def is_throttled(username: str, ip: str | None) -> bool:
     """True when the account or the address has used up its failures in the window."""
+    if ip is None:
+        _warn_once_without_address()
     counts = cache.get_many(_keys(username, ip))
     return any(n >= settings.SIGNIN_MAX_FAILURES for n in counts.values())
 

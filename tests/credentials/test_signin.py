@@ -186,3 +186,25 @@ def test_admin_sign_in_shares_the_throttle(staff, settings):
     assert "_auth_user_id" not in client.session
     # ...and the dashboard sign-in is locked for that account as well.
     assert sign_in(Client(), "auditor", "auditor-pw-1234!", ip="192.0.2.62").status_code == 429
+
+
+def test_a_missing_client_address_is_warned_about_once(alice, bob, settings, caplog,
+                                                       monkeypatch):
+    # gunicorn on a unix socket leaves REMOTE_ADDR empty: per-address counting is off then,
+    # which the operator must hear about (once, not on every sign-in).
+    from credentials import throttle
+
+    monkeypatch.setattr(throttle, "_warned_without_address", False)
+    settings.SIGNIN_MAX_FAILURES = 2
+    client = Client()
+    with caplog.at_level(logging.WARNING, logger="credentials.signin"):
+        for name in ["carol", "dave", "erin"]:
+            assert sign_in(client, name, "guess", ip="").status_code == 200
+        assert sign_in(client, "bob", "bob-pw-1234!", ip="").status_code == 302
+    warnings = [r for r in caplog.records if "no usable client address" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "TRUST_X_FORWARDED_FOR" in warnings[0].getMessage()
+    # Per-account counting still works without an address.
+    sign_in(Client(), "alice", "x", ip="")
+    sign_in(Client(), "alice", "x", ip="")
+    assert sign_in(Client(), "alice", "alice-pw-1234!", ip="").status_code == 429
