@@ -95,3 +95,19 @@ def env_choice(env: environ.Env, name: str, default: str, choices: Iterable[str]
     if value not in choices:
         raise _bad(name, raw, "one of " + ", ".join(choices))
     return value
+
+
+def env_url(env: environ.Env, name: str, default: str, trailing_slash: bool = False) -> str:
+    """An absolute http(s) URL in ASCII (IDN hosts as punycode), as links in mail need it."""
+    from urllib.parse import urlsplit
+
+    raw = _scalar(env, name)
+    value = default if raw is None else raw.strip()
+    parts = urlsplit(value)
+    if (parts.scheme not in ("http", "https") or not parts.hostname or not value.isascii()
+            or any(c.isspace() or ord(c) < 0x20 for c in value) or parts.fragment):
+        raise _bad(name, value, "an absolute http:// or https:// URL in ASCII (punycode for "
+                   "international host names), without spaces or #fragment")
+    if trailing_slash:
+        return value.rstrip("/") + "/"
+    return value.rstrip("/")

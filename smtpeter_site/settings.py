@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from smtpeter_site.envvars import env_bool, env_choice, env_float, env_int, env_ports
+from smtpeter_site.envvars import env_bool, env_choice, env_float, env_int, env_ports, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ DEBUG = env_bool(env, "DEBUG", False)
 SECRET_KEY = env("SECRET_KEY", default=None) or _generated_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+SITE_URL = env_url(env, "SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -199,14 +199,15 @@ SMTP_IDLE_TIMEOUT = env_float(env, "SMTP_IDLE_TIMEOUT", 300)
 SMTP_MAX_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_CONNECTIONS_PER_IP", 100, minimum=0)
 SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10)
 # uvloop: TLS in C (Cython), about half the CPU per new TLS connection; asyncio is the fallback.
-SMTP_EVENT_LOOP = env.str("SMTP_EVENT_LOOP", default="uvloop")
+SMTP_EVENT_LOOP = env_choice(env, "SMTP_EVENT_LOOP", "uvloop", ["uvloop", "asyncio"])
 SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
 SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
 SMTP_AUTH_CACHE_TTL = env_float(env, "SMTP_AUTH_CACHE_TTL", 3600)
 SMTP_AUTH_THREADS = env_int(env, "SMTP_AUTH_THREADS", 2, minimum=1)
 
 # --- Features ------------------------------------------------------------
-TRACKING_BASE_URL = env("TRACKING_BASE_URL", default=f"{SITE_URL}/t/")
+# Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
+TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing_slash=True)
 # The names features.inline.INLINERS knows (a test keeps them in step).
 CSS_INLINER = env_choice(env, "CSS_INLINER", "css-inline", ["css-inline", "premailer"])
 # A click or open this soon after delivery is flagged "fast" (likely a scanner, not a person).
