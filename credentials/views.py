@@ -95,6 +95,21 @@ def _own_login(request: HttpRequest, login_id: int) -> Login:
     return get_object_or_404(Login, pk=login_id, owner=request.user)
 
 
+def _gone_is_404(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A login deleted by another request after _own_login found it is 404, not a 500.
+
+    The services re-read the row under a lock (select_for_update().get()), which raises
+    DoesNotExist when it is gone by then.
+    """
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Login.DoesNotExist:
+            raise Http404("no such login") from None
+    return wrapped
+
+
 def _show_password(request: HttpRequest, login: Login, password: str) -> HttpResponse:
     # The password goes into this one response and nowhere else: not the session, not a cache
     # (the views are never_cache, so no-store), not a URL. A GET of this URL shows the form.
@@ -141,6 +156,7 @@ def login_create(request: HttpRequest) -> HttpResponse:
     return render(request, "credentials/login_form.html", context)
 
 
+@_gone_is_404
 @require_http_methods(["GET", "POST"])
 def login_edit(request: HttpRequest, login_id: int) -> HttpResponse:
     login = _own_login(request, login_id)
@@ -161,6 +177,7 @@ def login_edit(request: HttpRequest, login_id: int) -> HttpResponse:
     return render(request, "credentials/login_form.html", {"form": form, "login": login})
 
 
+@_gone_is_404
 @require_POST
 def login_set_enabled(request: HttpRequest, login_id: int) -> HttpResponse:
     login = _own_login(request, login_id)
@@ -175,6 +192,7 @@ def login_set_enabled(request: HttpRequest, login_id: int) -> HttpResponse:
     return redirect("logins")
 
 
+@_gone_is_404
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login_reset(request: HttpRequest, login_id: int) -> HttpResponse:

@@ -412,3 +412,26 @@ def test_static_css_is_served_locally(alice_client):
     css = Client().get("/static/css/site.css")
     assert css.status_code == 200
     assert b"@media (max-width" in b"".join(css.streaming_content)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("login_edit", {"description": "x"}),
+    ("login_set_enabled", {"enabled": "false"}),
+    ("login_reset", None),
+])
+def test_a_login_deleted_after_the_view_found_it_is_404_not_500(
+        alice_client, alice, alice_login, monkeypatch, name, data):
+    # The race: another request deletes the row between the view's lookup and the service's
+    # locked re-read. Reproduced by handing the view a copy of a row that is gone.
+    from credentials import views
+
+    stale = Login.objects.get(pk=alice_login.pk)
+    monkeypatch.setattr(views, "_own_login", lambda request, login_id: stale)
+    url = reverse(name, args=[alice_login.pk])
+    if data is None:
+        data = {"once": once_token(alice_client, url)}
+    services.delete_login(alice_login, actor=alice)
+    entries = AuditEntry.objects.count()
+    response = alice_client.post(url, data)
+    assert response.status_code == 404
+    assert AuditEntry.objects.count() == entries  # nothing written for the vanished row
