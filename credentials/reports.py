@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from .models import FEATURE_NAMES, Login
 
@@ -33,6 +33,6 @@ def login_rows(logins: Iterable[Login]) -> Iterable[list[str]]:
         ]
 
 
-def write_logins_csv(out, logins: Iterable[Login]) -> None:
+def write_logins_csv(out: TextIO, logins: Iterable[Login]) -> None:
     """Write the CSV to any file-like object (an HttpResponse works)."""
     csv.writer(out).writerows(login_rows(logins))

@@ -11,11 +11,15 @@ import logging
 import secrets
 import string
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 
 from .models import FEATURE_NAMES, AuditEntry, Login
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser as User
 
 PASSWORD_LENGTH = 32
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -43,7 +47,7 @@ def generate_username() -> str:
 def _audit(
     action: str,
     login: Login,
-    actor,
+    actor: User | None,
     ip: str | None,
     before: dict | None = None,
     after: dict | None = None,
@@ -93,11 +97,11 @@ def check_description(description: str) -> str:
 
 @transaction.atomic
 def create_login(
-    owner,
+    owner: User,
     *,
     features: Iterable[str] = (),
     description: str = "",
-    actor=None,
+    actor: User | None = None,
     ip: str | None = None,
 ) -> tuple[Login, str]:
     """Create a login for ``owner``; returns it and its password (the only time it is known)."""
@@ -127,7 +131,7 @@ def create_login(
 def update_login(
     login: Login,
     *,
-    actor,
+    actor: User | None,
     ip: str | None = None,
     description: str | None = None,
     features: dict[str, bool] | None = None,
@@ -161,7 +165,9 @@ def update_login(
 
 
 @transaction.atomic
-def set_enabled(login: Login, enabled: bool, *, actor, ip: str | None = None) -> AuditEntry | None:
+def set_enabled(
+    login: Login, enabled: bool, *, actor: User | None, ip: str | None = None
+) -> AuditEntry | None:
     login = Login.objects.select_for_update().get(pk=login.pk)
     if login.enabled == enabled:
         return None
@@ -172,7 +178,7 @@ def set_enabled(login: Login, enabled: bool, *, actor, ip: str | None = None) ->
 
 
 @transaction.atomic
-def reset_password(login: Login, *, actor, ip: str | None = None) -> str:
+def reset_password(login: Login, *, actor: User | None, ip: str | None = None) -> str:
     """Give the login a new generated password and return it (shown once, never stored)."""
     password = generate_password()
     login = Login.objects.select_for_update().get(pk=login.pk)
@@ -184,7 +190,7 @@ def reset_password(login: Login, *, actor, ip: str | None = None) -> str:
 
 @transaction.atomic
 def delete_login(
-    login: Login, *, actor, ip: str | None = None, details: dict | None = None
+    login: Login, *, actor: User | None, ip: str | None = None, details: dict | None = None
 ) -> bool:
     """Delete the login with its audit entry; False (and no entry) if it is gone already.
 
@@ -200,7 +206,7 @@ def delete_login(
 
 
 @contextlib.contextmanager
-def acting(actor, ip: str | None = None) -> Iterator[None]:
+def acting(actor: User | None, ip: str | None = None) -> Iterator[None]:
     """Name the actor and address for deletions that happen deeper down (a user's logins)."""
     token = _acting.set((actor, ip))
     try:
@@ -209,7 +215,7 @@ def acting(actor, ip: str | None = None) -> Iterator[None]:
         _acting.reset(token)
 
 
-def delete_logins_of(owner) -> int:
+def delete_logins_of(owner: User) -> int:
     """Delete every login of ``owner`` through delete_login (audited), before the owner goes.
 
     The actor is the one named with ``acting()`` (the admin does), else "system".

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
@@ -21,6 +22,9 @@ from django.utils.dateparse import parse_datetime
 from .links import CLICK
 from .render import Prepared, RenderContext, Rendered, prepare
 from .tokens import derive_key, parse_verp
+
+if TYPE_CHECKING:  # features imports no models at run time (DESIGN.md)
+    from relay.models import Message, Recipient
 
 log = logging.getLogger(__name__)
 _CACHE_SIZE = 512
@@ -58,7 +62,8 @@ def prepare_message(raw: bytes, features: dict[str, bool]) -> Prepared:
     return prepare(raw, features, settings.CSS_INLINER, settings.TRACKING_BASE_URL)
 
 
-def render_for(message, recipient, prepared: Prepared | None = None) -> Rendered:
+def render_for(message: Message, recipient: Recipient,
+               prepared: Prepared | None = None) -> Rendered:
     """What delivery sends to one Recipient of a stored Message (pass prepared to reuse it)."""
     prepared = prepared or prepare_message(bytes(message.raw), message.features or {})
     rendered = prepared.for_recipient(

@@ -48,7 +48,8 @@ class ListenerSpec:
     port: int
 
 
-def listener_specs(roles: list[str], tls_ports, starttls_ports, mx_ports) -> list[ListenerSpec]:
+def listener_specs(roles: list[str], tls_ports: list[int], starttls_ports: list[int],
+                   mx_ports: list[int]) -> list[ListenerSpec]:
     specs = []
     if "submission" in roles:
         specs += [ListenerSpec(ROLE_TLS, p) for p in tls_ports]
