@@ -53,8 +53,9 @@ _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
-# Replies sent at once even when more commands are buffered: the client may wait for them.
-_FLUSH_NOW = frozenset({b"220", b"221", b"421"})
+# Replies sent at once even when more commands are buffered: the client may wait for them,
+# or the connection closes right after (aiosmtpd's 502 after too many unknown commands).
+_FLUSH_NOW = frozenset({b"220", b"221", b"421", b"502"})
 AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
 
 
@@ -250,7 +251,7 @@ class RelaySMTP(SMTP):
             # The client pipelined (RFC 2920): its next command is already here. Its reply goes
             # out with this one, in one TLS record and one send(), as Postfix does. Safe: a
             # command that waits for the client first sends a reply that is never held (220,
-            # 221, 334, 354, 421), and that flushes these.
+            # 334, 354), and so does one that closes the connection (221, 421, 502).
             self._held_replies.append(data)
             return
         await self._write(data)

@@ -170,6 +170,16 @@ def test_replies_to_pipelined_commands_go_out_together_and_in_order(smtp_server,
         "bob@example.org", "carol@example.org"]
 
 
+def test_pipelined_replies_are_sent_before_the_session_is_closed(smtp_server):
+    # aiosmtpd closes the connection after the fifth unknown command (502 "goodbye"); the
+    # replies held for pipelined commands, and that 502, must reach the client first.
+    c = LineClient(smtp_server, smtp_server.mx_port)
+    c.send(b"EHLO client.test\r\nNOOP\r\n" + b"BOGUS\r\n" * 5 + b"NOOP\r\n")
+    codes = [c.reply().code for _ in range(7)]
+    assert codes == [250, 250, 500, 500, 500, 500, 502], codes
+    assert c.closed()
+
+
 # -- AUTH ------------------------------------------------------------------------------
 # -- AUTH ------------------------------------------------------------------------------
 
