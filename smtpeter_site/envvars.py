@@ -57,7 +57,9 @@ def env_int(env: environ.Env, name: str, default: int, minimum: int | None = Non
     return value
 
 
-def env_float(env: environ.Env, name: str, default: float, minimum: float = 0) -> float:
+def env_float(env: environ.Env, name: str, default: float, minimum: float = 0,
+              positive: bool = False) -> float:
+    """A finite number of at least ``minimum``; above 0 too when ``positive`` (a timeout)."""
     raw = _scalar(env, name)
     if raw is None:
         return default
@@ -65,6 +67,8 @@ def env_float(env: environ.Env, name: str, default: float, minimum: float = 0) -
         value = float(raw.strip())
     except ValueError:
         raise _bad(name, raw, "a number") from None
+    if positive and not value > 0:
+        raise _bad(name, raw, "a finite number above 0")
     if not minimum <= value < float("inf"):
         raise _bad(name, raw, f"a finite number of at least {minimum:g}")
     return value

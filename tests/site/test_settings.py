@@ -95,6 +95,10 @@ def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
     ("SIGNIN_MAX_FAILURES", "five"),
     ("SIGNIN_MAX_FAILURES", "0"),
     ("SMTP_IDLE_TIMEOUT", "soon"),
+    # 0 would close every session right after its greeting, or fail every TLS handshake
+    # (asyncio: "ssl_handshake_timeout should be a positive number") with a traceback.
+    ("SMTP_IDLE_TIMEOUT", "0"),
+    ("SMTP_TLS_HANDSHAKE_TIMEOUT", "0"),
     ("SMTP_AUTH_CACHE_TTL", "nan"),
     ("CONN_MAX_AGE", "1.5"),
     ("DEBUG", "ture"),
