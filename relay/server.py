@@ -72,7 +72,8 @@ class RelayServer:
         self.mx_addresses = frozenset(
             a.strip().lower() for a in settings.SMTP_MX_ADDRESSES if a.strip()
         )
-        self.mx_max_size = settings.SMTP_MX_MAX_SIZE
+        # Mail without a login is never allowed more than submitted mail.
+        self.mx_max_size = min(settings.SMTP_MX_MAX_SIZE, settings.SMTP_MAX_MESSAGE_SIZE)
         self.mx_max_recipients = min(MX_MAX_RECIPIENTS, self.max_recipients)
         self.idle_timeout = settings.SMTP_IDLE_TIMEOUT
         self.max_per_ip = settings.SMTP_MAX_CONNECTIONS_PER_IP

@@ -215,7 +215,9 @@ class RelaySMTP(SMTP):
             return
         log.info("idle timeout for %s", self.peer_ip)
         try:
-            self._writer.write(f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode())
+            closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
+            self._writer.write(b"".join(self._held_replies) + closing)
+            self._held_replies.clear()
         except Exception:  # noqa: BLE001 - the transport may already be gone
             pass
         super()._timeout_cb()

@@ -112,6 +112,8 @@ def env_url(env: environ.Env, name: str, default: str, trailing_slash: bool = Fa
             or any(c.isspace() or ord(c) < 0x20 for c in value) or parts.fragment):
         raise _bad(name, value, "an absolute http:// or https:// URL in ASCII (punycode for "
                    "international host names), without spaces or #fragment")
-    if trailing_slash:
+    if trailing_slash:  # a prefix that paths are appended to: no ?query either
+        if parts.query or value.endswith("?"):
+            raise _bad(name, value, "an http(s) URL prefix without a ?query")
         return value.rstrip("/") + "/"
     return value.rstrip("/")

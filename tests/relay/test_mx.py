@@ -115,3 +115,13 @@ def test_at_most_ten_recipients_without_auth(mx_server, login):
     assert a.auth_plain(login[0].username, login[1]).code == 235
     a.cmd("MAIL FROM:<app@example.com>")
     assert [a.cmd(f"RCPT TO:<r{i}@example.org>").code for i in range(12)] == [250] * 12
+
+
+def test_the_mx_limit_never_exceeds_the_submission_limit(settings):
+    from relay.server import RelayServer
+
+    settings.SMTP_MAX_MESSAGE_SIZE = 1_000_000
+    settings.SMTP_MX_MAX_SIZE = 5_000_000
+    assert RelayServer([]).mx_max_size == 1_000_000
+    settings.SMTP_MX_MAX_SIZE = 200_000
+    assert RelayServer([]).mx_max_size == 200_000

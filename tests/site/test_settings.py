@@ -108,6 +108,7 @@ def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
     ("TRACKING_BASE_URL", "https://tr\u00e4ck.example.com/t/"),
     ("TRACKING_BASE_URL", "/t/"),
     ("TRACKING_BASE_URL", "ftp://track.example.com/"),
+    ("TRACKING_BASE_URL", "https://track.example.com/t?x=1"),
     ("SITE_URL", "mail.example.com"),
 ])
 def test_a_bad_value_stops_startup_naming_the_variable(tmp_path, name, value):
