@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -103,7 +103,8 @@ def delivery_of(message_id: int, recipient_id: int) -> tuple[datetime | None] | 
     """
     from events.models import Event
 
-    with connection.cursor() as cursor:
+    # connections[...] rather than the django.db.connection proxy: no asgiref lookup per use.
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(delivery_sql(), [Event.Type.DELIVERY, recipient_id, message_id])
         row = cursor.fetchone()
     if row is None:
