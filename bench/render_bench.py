@@ -111,6 +111,8 @@ def _client(port: int, paths: list[str], count: int, deadline: float, out) -> No
             buf += sock.recv(65536)
         buf = buf[length:]
         if head[9:12] != b"302":
+            if not bad:
+                print("first non-302 answer:", head[:200], buf[:300], file=sys.stderr)
             bad += 1
         done += 1
         if b"connection: close" in head.lower():

@@ -122,6 +122,9 @@ def _record(type_: str, message_id: int, recipient_id: int, data: dict, flags: l
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "no-store, private"
+    # Set here, not by CommonMiddleware (the tracking paths skip it, see smtpeter_site/wsgi.py):
+    # without it a keep-alive HTTP/1.1 answer is sent chunked.
+    response["Content-Length"] = str(len(response.content))
     return response
 
 

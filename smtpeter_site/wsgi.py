@@ -1,7 +1,42 @@
-"""WSGI entry point for the web app (dashboard, tracking endpoints, API)."""
+"""WSGI entry point for the web app (dashboard, tracking endpoints, API).
+
+The tracking endpoints (/t/...) take most of a relay's web traffic and use no session, user,
+CSRF token or message: their requests go through the same Django handler (URLconf, views,
+signals, error handling) with only the middleware that sets response headers, which saves about
+a fifth of each click's CPU. Everything else gets the full MIDDLEWARE list.
+"""
 import os
 
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smtpeter_site.settings")
-application = get_wsgi_application()
+site = get_wsgi_application()
+
+TRACKING_PREFIX = "/t/"  # where smtpeter_site/urls.py mounts features.urls
+TRACKING_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",  # HSTS, nosniff, Referrer-Policy, COOP
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+class TrackingHandler(WSGIHandler):
+    """Django's WSGI handler with TRACKING_MIDDLEWARE instead of settings.MIDDLEWARE."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = [m for m in full if m in TRACKING_MIDDLEWARE]
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+tracking = TrackingHandler()
+
+
+def application(environ: dict, start_response):
+    if environ.get("PATH_INFO", "").startswith(TRACKING_PREFIX):
+        return tracking(environ, start_response)
+    return site(environ, start_response)
