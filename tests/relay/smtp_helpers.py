@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,9 +23,21 @@ HOST = "127.0.0.1"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port that is free now, below the ephemeral range (32768 and up on Linux).
+
+    A port from bind(("", 0)) comes from the ephemeral range, where the kernel also picks the
+    local ports of outgoing connections (to PostgreSQL, say): one of those could take it before
+    runsmtp binds it.
+    """
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def database_url() -> str:
@@ -59,6 +72,7 @@ class Server:
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
+        self._auto_ports = not (self.tls_port or self.starttls_port or self.mx_port)
         self.tls_port = self.tls_port or free_port()
         self.starttls_port = self.starttls_port or free_port()
         self.mx_port = self.mx_port or free_port()
@@ -85,6 +99,19 @@ class Server:
         return env
 
     def start(self) -> Server:
+        for attempt in range(3):
+            try:
+                return self._start()
+            except RuntimeError as exc:
+                # Another process took a port between free_port() and runsmtp's bind.
+                if ("address already in use" not in str(exc) or not self._auto_ports
+                        or attempt == 2):
+                    raise
+                self.tls_port, self.starttls_port, self.mx_port = (
+                    free_port(), free_port(), free_port())
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Server:
         logfile = open(self.log, "ab")  # noqa: SIM115 - kept open for the process' lifetime
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks"],

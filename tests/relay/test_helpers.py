@@ -27,3 +27,24 @@ def test_server_env_drops_async_unsafe(monkeypatch, tmp_path):
     env = Server(cert=tmp_path / "c", key=tmp_path / "k", workdir=tmp_path).env()
     assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in env
     assert env["SMTP_HOSTNAME"] == "relay.test"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_port_taken_before_runsmtp_binds_it_means_new_ports_not_a_failure(tls_files, tmp_path):
+    import socket
+
+    from .conftest import SERVER_ENV
+
+    server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path, env_extra=SERVER_ENV)
+    taken = server.tls_port
+    with socket.socket() as squatter:  # what another process might do in the meantime
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        server.start()
+        try:
+            assert server.tls_port != taken
+            assert "address already in use" in server.log_text()
+            with socket.create_connection(("127.0.0.1", server.starttls_port), timeout=5) as c:
+                assert c.recv(100).startswith(b"220 ")
+        finally:
+            server.stop()
