@@ -42,6 +42,9 @@ class _Redirect(HttpResponseRedirect):
 
 
 def _track(request: HttpRequest, token: str, kind: str) -> str:
+    # ALLOWED_HOSTS, as CommonMiddleware checks it elsewhere (the tracking paths skip it, see
+    # smtpeter_site/wsgi.py): DisallowedHost is a 400.
+    request.get_host()
     key, token_kind = tracking_key(), CLICK_KIND if kind == CLICK else OPEN_KIND
     ids = read_token(key, token_kind, token)
     if ids is None:

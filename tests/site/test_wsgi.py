@@ -29,10 +29,10 @@ def _keep_the_test_connection():
 HTML = b'<html><body><a href="https://example.com/a">Read</a></body></html>'
 
 
-def call(path: str, method: str = "GET") -> tuple[str, dict, bytes]:
+def call(path: str, method: str = "GET", host: str = "localhost") -> tuple[str, dict, bytes]:
     environ = {
         "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SCRIPT_NAME": "",
-        "SERVER_NAME": "localhost", "SERVER_PORT": "443", "HTTP_HOST": "localhost",
+        "SERVER_NAME": "localhost", "SERVER_PORT": "443", "HTTP_HOST": host,
         "wsgi.url_scheme": "https", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
         "REMOTE_ADDR": "198.51.100.9", "HTTP_USER_AGENT": "Mozilla/5.0 test",
     }
@@ -92,6 +92,7 @@ def test_bad_tokens_and_methods_on_the_short_path_are_404_and_405(click_path):
     assert call(click_path[:-3] + "AAA")[0].startswith("404")
     assert call("/t/c/" + "A" * 30)[0].startswith("404")
     assert call(click_path, method="POST")[0].startswith("405")
+    assert call(click_path, host="evil.example")[0].startswith("400")  # ALLOWED_HOSTS holds
     assert not Event.objects.exists()
 
 
