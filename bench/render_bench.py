@@ -77,6 +77,26 @@ def bench_render(rounds: int, inliner: str) -> tuple[list[str], bool]:
     return rows, ok
 
 
+def _tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn and its workers).
+
+    Steadier than redirects/s on a VM whose speed drifts: compare this between versions.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        pids += [int(c) for c in children]
+    return total
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -183,6 +203,7 @@ def bench_clicks(total: int, seconds: float, workers: int, threads: int,
             conn.getresponse().read()
         conn.close()
         queue = multiprocessing.Queue()
+        cpu_before = _tree_cpu(server.pid)
         deadline = time.monotonic() + seconds
         procs = [multiprocessing.Process(target=_client,
                                          args=(port, paths, total // clients, deadline, queue))
@@ -192,6 +213,7 @@ def bench_clicks(total: int, seconds: float, workers: int, threads: int,
             p.start()
         results = [queue.get(timeout=seconds + 30) for _ in procs]
         elapsed = time.perf_counter() - t0
+        server_cpu = _tree_cpu(server.pid) - cpu_before
         for p in procs:
             p.join()
     finally:
@@ -202,7 +224,7 @@ def bench_clicks(total: int, seconds: float, workers: int, threads: int,
     rate = done / elapsed
     db = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     row = (f"| gunicorn gthread {workers}x{threads}, {clients} keep-alive clients, {db} "
-           f"| {done} | {bad} | {elapsed:.2f} | {rate:,.0f} |")
+           f"| {done} | {bad} | {elapsed:.2f} | {rate:,.0f} | {server_cpu * 1000 / done:.3f} |")
     return row, rate >= TARGET_CLICKS and bad == 0
 
 
@@ -234,8 +256,9 @@ def main() -> int:
         total = 3000 if args.quick else 20000
         row, good = bench_clicks(total=total, seconds=10 if args.quick else 30, workers=2,
                                  threads=1, clients=2, database_url=args.database_url)
-        print("\n| click endpoint | requests | non-302 | seconds | redirects/s |")
-        print("|---|---|---|---|---|")
+        print("\n| click endpoint | requests | non-302 | seconds | redirects/s "
+              "| server CPU ms per click |")
+        print("|---|---|---|---|---|---|")
         print(row)
         ok = ok and good
     print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
