@@ -25,6 +25,9 @@ class TrackingHandler(WSGIHandler):
     """Django's WSGI handler with TRACKING_MIDDLEWARE instead of settings.MIDDLEWARE."""
 
     def load_middleware(self, is_async: bool = False) -> None:
+        # BaseHandler.load_middleware reads settings.MIDDLEWARE and nothing else; lending it
+        # the short list for this one call (at import, before any request) reuses Django's own
+        # loading instead of a copy of it.
         full = settings.MIDDLEWARE
         settings.MIDDLEWARE = [m for m in full if m in TRACKING_MIDDLEWARE]
         try:
