@@ -27,8 +27,12 @@ if TYPE_CHECKING:  # features imports no models at run time (DESIGN.md)
     from relay.models import Message, Recipient
 
 log = logging.getLogger(__name__)
+# The click endpoint's per-process cache of link lists: at most this many messages and this
+# many URL characters in all (one message may hold 2,000 URLs of 8 KB: 16 MB).
 _CACHE_SIZE = 512
-_prepared: OrderedDict[int, tuple[list[str], list[str]]] = OrderedDict()
+_CACHE_CHARS = 16 * 1024 * 1024
+_prepared: OrderedDict[int, tuple[list[str], list[str], int]] = OrderedDict()
+_cached_chars = 0
 _lock = threading.Lock()
 
 
@@ -87,11 +91,9 @@ def link_for(message_id: int, kind: str, index: int) -> str | None:
         if row is None:
             return None
         prepared = prepare_message(bytes(row[0]), row[1] or {})
-        lists = (prepared.links, prepared.images)
-        with _lock:
-            _prepared[message_id] = lists
-            while len(_prepared) > _CACHE_SIZE:
-                _prepared.popitem(last=False)
+        chars = sum(map(len, prepared.links)) + sum(map(len, prepared.images))
+        lists = (prepared.links, prepared.images, chars)
+        _remember(message_id, lists)
     urls = lists[0] if kind == CLICK else lists[1]
     return urls[index] if 0 <= index < len(urls) else None
 
@@ -129,10 +131,32 @@ def delivery_sql() -> str:
     )
 
 
+def _remember(message_id: int, lists: tuple[list[str], list[str], int]) -> None:
+    global _cached_chars
+    with _lock:
+        old = _prepared.pop(message_id, None)
+        if old is not None:
+            _cached_chars -= old[2]
+        _prepared[message_id] = lists
+        _cached_chars += lists[2]
+        # The newest entry stays even alone over the bound: it is the one being clicked.
+        while len(_prepared) > 1 and (len(_prepared) > _CACHE_SIZE
+                                      or _cached_chars > _CACHE_CHARS):
+            _cached_chars -= _prepared.popitem(last=False)[1][2]
+
+
+def cached_link_chars() -> tuple[int, int]:
+    """(messages, URL characters) in the link cache."""
+    with _lock:
+        return len(_prepared), _cached_chars
+
+
 def forget_links() -> None:
     """Empty the per-process link cache (tests)."""
+    global _cached_chars
     with _lock:
         _prepared.clear()
+        _cached_chars = 0
 
 
 def bounce_ids(address: str) -> tuple[int, int] | None:

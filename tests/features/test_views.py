@@ -251,3 +251,21 @@ def test_a_bad_token_is_logged_with_the_client_address(client, settings, caplog,
     assert response.status_code == 404
     assert any(r.getMessage() == f"tracking click: bad token from {expected}"
                for r in caplog.records)
+
+
+def test_the_link_cache_keeps_within_its_bound_of_url_characters(client, monkeypatch):
+    # A customer can send messages of 1,000 links of 8 KB each; clicking them must not grow
+    # the click endpoint's memory without end.
+    monkeypatch.setattr(services, "_CACHE_CHARS", 100_000)
+    long = "https://example.com/" + "x" * 8000
+    html = "".join(f'<a href="{long}{i}">l</a>' for i in range(5)).encode()
+    for n in range(6):
+        raw = message(part("text/html", html, "utf-8", "8bit"))
+        msg = Message.objects.create(raw=raw, mail_from="s@example.com", size=len(raw),
+                                     features={"clicktracking": True})
+        rcpt = Recipient.objects.create(message=msg, address=f"r{n}@example.org")
+        first = urls_in(msg, rcpt)[0]
+        assert client.get(first, HTTP_USER_AGENT=BROWSER)["Location"] == f"{long}0"
+        entries, chars = services.cached_link_chars()
+        assert chars <= 100_000 and entries <= 2  # ~40 KB of URLs per message
+    assert Event.objects.filter(type="click").count() == 6
