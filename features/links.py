@@ -65,7 +65,7 @@ _TAG_BODY = r"""(?:[^>"']++|"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z))*+"""
 _TAGS = re.compile(
     r"""
     (?:[^<]++
-      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--
+      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--|!\[endif\]-->
            |(?:script|style|textarea|title|xmp)[\s/>])
          (?:[a-z!?/]""" + _TAG_BODY + r"""(?:>|\Z))?+
     )*+
@@ -74,6 +74,7 @@ _TAGS = re.compile(
     | <img(?=[\s/>])(?P<img>""" + _TAG_BODY + r""")(?:>|\Z)
     | (?P<enda></a\s*>)
     | (?P<cond><!--\[if[^\]>]*\]>)
+    | (?P<endif><!\[endif\]-->)
     | (?P<comment><!--(?:-?>|.*?-->|.*\Z))
     | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])""" + _TAG_BODY + r"""
          (?:>.*?(?:</(?P=rawname)\s*>|\Z)|\Z))
@@ -233,6 +234,7 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
     pending_a = None  # (value span, url, label start) of an <a> whose end is still ahead
     pending_v: dict[str, tuple] = {}
     body_end = -1
+    in_cond = False  # inside <!--[if ...]> ... <![endif]-->
 
     def link(span: tuple[int, int, str], url: str, markup: str | None) -> None:
         if preventscam and markup is not None and _url_label(markup):
@@ -331,7 +333,14 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
                 link(pending_a[0], pending_a[1], text[pending_a[2] : m.start("enda")])
                 pending_a = None
         elif group == "endbody":
-            body_end = m.start("endbody")
+            if not in_cond:  # Outlook's own </body> is a comment to every other reader
+                body_end = m.start("endbody")
+        elif group == "cond":
+            # <!--[if mso]> hides what follows from all but Outlook; <!--[if !mso]><!--> (a
+            # "downlevel-revealed" block) shows it to everyone else.
+            in_cond = not text.startswith("<!-->", m.end())
+        elif group == "endif":
+            in_cond = False
         elif group == "endv":
             lend = m.group("endv").lower()
             if lend in pending_v:

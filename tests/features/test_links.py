@@ -129,6 +129,19 @@ def test_pixel_goes_before_the_last_body_end_or_at_the_end():
     assert out.endswith("</BODY></html>\r\n") and kinds == ["pixel"]
     out, _, _, _ = rewrite("<p>fragment</p>\n", clicks=False, opens=True)
     assert out.startswith('<p>fragment</p><img src="{O0}"') and out.endswith(">\n")
+    # A </body> inside an Outlook-only conditional is a comment to every other reader: the
+    # pixel goes before the real one, or at the end, never where only Outlook would load it.
+    out, _, _, _ = rewrite("<body><p>x</p><!--[if mso]></body><![endif]--></body>",
+                           clicks=False, opens=True)
+    assert out.startswith("<body><p>x</p><!--[if mso]></body><![endif]--><img src=")
+    assert out.endswith("></body>")
+    out, _, _, _ = rewrite("<body><p>x</p><!--[if mso]></body></html><![endif]-->",
+                           clicks=False, opens=True)
+    assert out.startswith("<body><p>x</p><!--[if mso]></body></html><![endif]--><img src=")
+    # A downlevel-revealed block is shown to everyone but Outlook: its </body> counts.
+    out, _, _, _ = rewrite("<!--[if !mso]><!--><p>x</p></body><!--<![endif]-->\n",
+                           clicks=False, opens=True)
+    assert out.startswith('<!--[if !mso]><!--><p>x</p><img src="{O0}"')
     # Text cut off inside a tag: the pixel goes before that tag, not into it.
     out, _, _, _ = rewrite('<p>cut</p><p class="x', clicks=False, opens=True)
     assert out.startswith('<p>cut</p><img src="{O0}"') and out.endswith('><p class="x')
