@@ -142,6 +142,17 @@ def test_pixel_goes_before_the_last_body_end_or_at_the_end():
     out, _, _, _ = rewrite("<!--[if !mso]><!--><p>x</p></body><!--<![endif]-->\n",
                            clicks=False, opens=True)
     assert out.startswith('<!--[if !mso]><!--><p>x</p><img src="{O0}"')
+    # For every reader but Outlook the conditional is a comment that ends at the first -->,
+    # however it is spelled: "<!--[if !mso]><!-- -->" (Stripo and others) reveals what follows
+    # to them, so the </body> after its block counts even with no mso block later.
+    head = "<head><!--[if !mso]><!-- --><link rel=stylesheet href=f.css><!--<![endif]--></head>"
+    out, _, _, _ = rewrite(head + "<body><p>x</p></body></html>", clicks=False, opens=True)
+    assert out.startswith(head + '<body><p>x</p><img src="{O0}"')
+    assert out.endswith("></body></html>")
+    # A comment inside an mso block ends the block for browsers: its </body> is theirs too.
+    out, _, _, _ = rewrite("<body><!--[if mso]><!-- x --></body><![endif]-->\n",
+                           clicks=False, opens=True)
+    assert out.startswith('<body><!--[if mso]><!-- x --><img src="{O0}"')
     # Text cut off inside a tag: the pixel goes before that tag, not into it.
     out, _, _, _ = rewrite('<p>cut</p><p class="x', clicks=False, opens=True)
     assert out.startswith('<p>cut</p><img src="{O0}"') and out.endswith('><p class="x')
