@@ -65,7 +65,7 @@ _TAG_BODY = r"""(?:[^>"']++|"[^"]*+(?:"|\Z)|'[^']*+(?:'|\Z))*+"""
 _TAGS = re.compile(
     r"""
     (?:[^<]++
-      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--|!\[endif\]-->
+      | <(?!(?:a|area|img)[\s/>]|v:|/(?:a|body)\s*>|/v:|!--
            |(?:script|style|textarea|title|xmp)[\s/>])
          (?:[a-z!?/]""" + _TAG_BODY + r"""(?:>|\Z))?+
     )*+
@@ -74,7 +74,6 @@ _TAGS = re.compile(
     | <img(?=[\s/>])(?P<img>""" + _TAG_BODY + r""")(?:>|\Z)
     | (?P<enda></a\s*>)
     | (?P<cond><!--\[if[^\]>]*\]>)
-    | (?P<endif><!\[endif\]-->)
     | (?P<comment><!--(?:-?>|.*?-->|.*\Z))
     | (?P<raw><(?P<rawname>script|style|textarea|title|xmp)(?=[\s/>])""" + _TAG_BODY + r"""
          (?:>.*?(?:</(?P=rawname)\s*>|\Z)|\Z))
@@ -95,6 +94,7 @@ _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)"
 # The legacy named references browsers accept without a ";" (html5 spec's table).
 _LEGACY = frozenset(k for k in html.entities.html5 if not k.endswith(";"))
 _URL_WHITESPACE = re.compile(r"[\t\n\r]")
+_COMMENT_END = re.compile(r"--!?>")
 _STRIP_TAGS = re.compile(r"<[^>]*+(?:>|\Z)")  # an unclosed "<" runs to the end: linear
 _SPACE = re.compile(r"\s+")
 _LABEL_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
@@ -234,7 +234,9 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
     pending_a = None  # (value span, url, label start) of an <a> whose end is still ahead
     pending_v: dict[str, tuple] = {}
     body_end = -1
-    in_cond = False  # inside <!--[if ...]> ... <![endif]-->
+    # Where the comment a conditional opens ends for every reader but Outlook: at the first
+    # "-->" (or "--!>") after it, whether that is <![endif]-->, <!--> or some inner comment.
+    cond_end = -1
 
     def link(span: tuple[int, int, str], url: str, markup: str | None) -> None:
         if preventscam and markup is not None and _url_label(markup):
@@ -333,14 +335,15 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
                 link(pending_a[0], pending_a[1], text[pending_a[2] : m.start("enda")])
                 pending_a = None
         elif group == "endbody":
-            if not in_cond:  # Outlook's own </body> is a comment to every other reader
+            if m.start("endbody") >= cond_end:  # Outlook's own </body> is a comment to others
                 body_end = m.start("endbody")
         elif group == "cond":
-            # <!--[if mso]> hides what follows from all but Outlook; <!--[if !mso]><!--> (a
-            # "downlevel-revealed" block) shows it to everyone else.
-            in_cond = not text.startswith("<!-->", m.end())
-        elif group == "endif":
-            in_cond = False
+            # <!--[if mso]> hides what follows from all but Outlook up to the first -->;
+            # <!--[if !mso]><!--> (a "downlevel-revealed" block) shows it to everyone else.
+            # Searched again only past the last end found: linear however many conditionals.
+            if cond_end < m.end():
+                end = _COMMENT_END.search(text, m.end())
+                cond_end = size if end is None else end.end()
         elif group == "endv":
             lend = m.group("endv").lower()
             if lend in pending_v:
