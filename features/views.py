@@ -42,9 +42,6 @@ class _Redirect(HttpResponseRedirect):
 
 
 def _track(request: HttpRequest, token: str, kind: str) -> str:
-    # ALLOWED_HOSTS, as CommonMiddleware checks it elsewhere (the tracking paths skip it, see
-    # smtpeter_site/wsgi.py): DisallowedHost is a 400.
-    request.get_host()
     key, token_kind = tracking_key(), CLICK_KIND if kind == CLICK else OPEN_KIND
     ids = read_token(key, token_kind, token)
     if ids is None:
@@ -99,7 +96,8 @@ def _record(type_: str, message_id: int, recipient_id: int, data: dict, flags: l
 
     The ORM's query machinery and a model instance (with its init signals) cost a third of the
     click endpoint's time; the values still go through each field's get_db_prep_save, and a
-    field not given here gets its default, so new Event fields with defaults work.
+    field not given here gets its get_default(), so a new Event field with a plain default
+    works. One with auto_now/auto_now_add or db_default would need adding here.
     """
     # The wrapper itself, not the django.db.connection proxy: every attribute of the proxy is
     # an asgiref context lookup, a dozen of them per click.
@@ -125,9 +123,6 @@ def _record(type_: str, message_id: int, recipient_id: int, data: dict, flags: l
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "no-store, private"
-    # Set here, not by CommonMiddleware (the tracking paths skip it, see smtpeter_site/wsgi.py):
-    # without it a keep-alive HTTP/1.1 answer is sent chunked.
-    response["Content-Length"] = str(len(response.content))
     return response
 
 

@@ -89,10 +89,12 @@ def test_only_tracking_paths_take_the_short_handler_and_it_has_no_view_middlewar
 
 
 def test_bad_tokens_and_methods_on_the_short_path_are_404_and_405(click_path):
-    assert call(click_path[:-3] + "AAA")[0].startswith("404")
+    status, headers, content = call(click_path[:-3] + "AAA")
+    assert status.startswith("404") and headers["Content-Length"] == str(len(content))
     assert call("/t/c/" + "A" * 30)[0].startswith("404")
     assert call(click_path, method="POST")[0].startswith("405")
     assert call(click_path, host="evil.example")[0].startswith("400")  # ALLOWED_HOSTS holds
+    assert call("/t/nothing-here", host="evil.example")[0].startswith("400")
     assert not Event.objects.exists()
 
 
