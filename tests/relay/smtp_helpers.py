@@ -213,6 +213,16 @@ class LineClient:
         self.sock = self.server.client_context().wrap_socket(self.sock, server_hostname=HOST)
         return r
 
+    def send_message(self, body: bytes, mail_from: str = "app@example.com",
+                     rcpt: str = "bob@example.org") -> Reply:
+        """MAIL, RCPT, DATA (each must be accepted), body and its final dot: the last reply."""
+        for line, code in ((f"MAIL FROM:<{mail_from}>", 250), (f"RCPT TO:<{rcpt}>", 250),
+                           ("DATA", 354)):
+            reply = self.cmd(line)
+            assert reply.code == code, (line, reply)
+        self.send(body + b".\r\n")
+        return self.reply()
+
     def auth_plain(self, username: str, password: str) -> Reply:
         blob = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
         return self.cmd(f"AUTH PLAIN {blob}")

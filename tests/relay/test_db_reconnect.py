@@ -60,11 +60,7 @@ def test_auth_and_queue_survive_terminated_backends(pg_server, login, alice):
     assert _auth(pg_server, login) == 235  # argon2
     assert _auth(pg_server, login) == 235  # the cache: one lookup query
     c = authed(pg_server, login)
-    c.cmd("MAIL FROM:<app@example.com>")
-    c.cmd("RCPT TO:<bob@example.org>")
-    c.cmd("DATA")
-    c.send(b"Subject: before\r\n\r\nx\r\n.\r\n")
-    assert c.reply().code == 250
+    assert c.send_message(b"Subject: before\r\n\r\nx\r\n").code == 250
     c.close()
 
     assert _terminate_other_backends() >= 2
@@ -76,11 +72,7 @@ def test_auth_and_queue_survive_terminated_backends(pg_server, login, alice):
     assert _auth(pg_server, second) == 235
     # And the queue writer stores a message after its connection was cut.
     c = authed(pg_server, second)
-    c.cmd("MAIL FROM:<app@example.com>")
-    c.cmd("RCPT TO:<bob@example.org>")
-    c.cmd("DATA")
-    c.send(b"Subject: after\r\n\r\nx\r\n.\r\n")
-    assert c.reply().code == 250
+    assert c.send_message(b"Subject: after\r\n\r\nx\r\n").code == 250
     assert Message.objects.count() == 2
     # The second login's last use went to the writer first, on the cut connection: it is
     # written all the same, not dropped with the failed commit.

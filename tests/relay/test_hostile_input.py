@@ -60,11 +60,7 @@ def test_control_characters_in_the_greeting_get_501(smtp_server, login, command,
     # The session goes on, and a message sent after a proper greeting is stored.
     assert c.cmd("EHLO client.test").code == 250
     assert c.auth_plain(login[0].username, login[1]).code == 235
-    c.cmd("MAIL FROM:<app@example.com>")
-    c.cmd("RCPT TO:<bob@example.org>")
-    c.cmd("DATA")
-    c.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
-    assert c.reply().code == 250
+    assert c.send_message(b"Subject: x\r\n\r\nx\r\n").code == 250
     assert Message.objects.get().helo == "client.test"
 
 

@@ -62,11 +62,7 @@ def test_a_failed_write_answers_451_and_leaves_nothing(smtp_server, login, poiso
     r = c.reply()
     assert (r.code, r.text[:6]) == (451, "4.3.0 ")
     assert not Message.objects.exists() and not Recipient.objects.exists()
-    c.cmd("MAIL FROM:<app@example.com>")
-    c.cmd("RCPT TO:<fine@example.org>")
-    c.cmd("DATA")
-    c.send(b"Subject: fine\r\n\r\nx\r\n.\r\n")
-    assert c.reply().code == 250
+    assert c.send_message(b"Subject: fine\r\n\r\nx\r\n", rcpt="fine@example.org").code == 250
     assert Message.objects.count() == 1
 
 

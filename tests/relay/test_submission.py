@@ -525,11 +525,7 @@ def test_a_client_that_disconnects_during_data_leaves_nothing(smtp_server, login
     # A message sent afterwards is committed when its 250 comes: anything the cut session
     # had handed to the queue writer would be committed by then too.
     other = authed(smtp_server, login)
-    other.cmd("MAIL FROM:<app@example.com>")
-    other.cmd("RCPT TO:<bob@example.org>")
-    other.cmd("DATA")
-    other.send(b"Subject: whole\r\n\r\nx\r\n.\r\n")
-    assert other.reply().code == 250
+    assert other.send_message(b"Subject: whole\r\n\r\nx\r\n").code == 250
     assert [b"Subject: whole" in bytes(m.raw) for m in Message.objects.all()] == [True]
 
 
