@@ -210,6 +210,19 @@ def _url_label(markup: str) -> bool:
     return looks_like_url(visible_text(markup))
 
 
+def _tracked_value(text: str, start: int, end: int, wanted: str, enabled: bool, edits: list,
+                   changes: list) -> tuple[tuple[int, int, str], str] | None:
+    """(value span, URL) of the tag's href or src when it is to be tracked, else None.
+
+    A data-notrack attribute is removed here (and the tag left alone).
+    """
+    span = _attr(text, start, end, wanted)
+    if _take_notrack(text, start, end, span, edits, changes) or not enabled or span is None:
+        return None
+    url = _unquote(span[2])
+    return None if _TRACKABLE_URL.fullmatch(url) is None else (span, url)
+
+
 def _take_notrack(text: str, start: int, end: int, value: tuple | None, edits: list,
                   changes: list) -> bool:
     """Remove the tag's data-notrack attribute (and the space before it); False if none."""
@@ -295,14 +308,10 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
                 if pending_a is not None and group == "a":
                     link(pending_a[0], pending_a[1], text[pending_a[2] : m.start("a") - 2])
                     pending_a = None
-            href = _attr(text, offset, attrs_end, "href")
-            if _take_notrack(text, offset, attrs_end, href, edits, changes):
+            found = _tracked_value(text, offset, attrs_end, "href", clicks, edits, changes)
+            if found is None:
                 continue
-            if not clicks or href is None:
-                continue
-            url = _unquote(href[2])
-            if _TRACKABLE_URL.fullmatch(url) is None:
-                continue
+            href, url = found
             if group == "label":
                 link(href, url, m.group("label"))
             elif lname == "a":
@@ -315,14 +324,10 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
             if cut_off and m.end() == size:
                 continue
             offset, attrs_end = m.span("img")
-            src = _attr(text, offset, attrs_end, "src")
-            if _take_notrack(text, offset, attrs_end, src, edits, changes):
+            found = _tracked_value(text, offset, attrs_end, "src", opens, edits, changes)
+            if found is None:
                 continue
-            if not opens or src is None:
-                continue
-            url = _unquote(src[2])
-            if _TRACKABLE_URL.fullmatch(url) is None:
-                continue
+            src, url = found
             # images[0] is the pixel: MAX_TRACKED images besides it
             if len(images) > MAX_TRACKED or len(url) > MAX_URL:
                 changes.append(_new(Change, ("untracked", url)))
