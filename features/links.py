@@ -262,40 +262,8 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
         edits.append(_value_edit(span, CLICK, len(links) - 1))
         changes.append(_new(Change, ("link", url)))
 
-    href_match = _ATTR_NAMED["href"].match
     for m in _TAGS.finditer(text):
         group = m.lastgroup
-        if group == "label":
-            # The common case, <a href=..>plain label</a>, in one piece: what the general
-            # branch below does for it, without its calls.
-            offset, attrs_end = m.span("a")
-            if pending_a is not None:
-                link(pending_a[0], pending_a[1], text[pending_a[2] : offset - 2])
-                pending_a = None
-            if "data-notrack" not in text[offset:attrs_end].lower():
-                if not clicks:
-                    continue
-                h = href_match(text, offset, attrs_end)
-                if h is None or (raw := h.group("value")) is None:
-                    continue
-                url = _unquote(raw)
-                if _TRACKABLE_URL.fullmatch(url) is None:
-                    continue
-                if preventscam and _url_label(m.group("label")):
-                    changes.append(_new(Change, ("kept", url)))
-                    continue
-                if len(links) >= MAX_TRACKED or len(url) > MAX_URL:
-                    changes.append(_new(Change, ("untracked", url)))
-                    continue
-                links.append(url)
-                start, end = h.span("value")
-                if raw[0] in "\"'" and len(raw) >= 2:
-                    edits.append((start + 1, end - 1, _new(Slot, (CLICK, len(links) - 1, True,
-                                                                  False))))
-                else:
-                    edits.append((start, end, _new(Slot, (CLICK, len(links) - 1, True, True))))
-                changes.append(_new(Change, ("link", url)))
-                continue
         if group == "label" or group == "a" or group == "attrs":
             if cut_off and m.end() == size and group != "label":
                 continue  # a tag cut off by the end of the text is no tag (HTML drops it)
@@ -305,7 +273,7 @@ def _scan(text: str, links: list, images: list, changes: list, clicks: bool, ope
             else:
                 offset, attrs_end = m.span("a")
                 lname = "a"
-                if pending_a is not None and group == "a":
+                if pending_a is not None:
                     link(pending_a[0], pending_a[1], text[pending_a[2] : m.start("a") - 2])
                     pending_a = None
             found = _tracked_value(text, offset, attrs_end, "href", clicks, edits, changes)
