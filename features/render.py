@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from . import links as linkmod
 from . import mime
@@ -183,9 +184,14 @@ class Prepared:
             self._checks = {(key, kind): checks, **self._checks}
         return checks
 
+    @cached_property
+    def _kinds(self) -> frozenset[str]:
+        # Which URL lists the bodies take from: the same for every recipient.
+        return frozenset(lid for s in self.segments if s.__class__ is _Body for lid, _, _ in s.refs)
+
     def _urls(self, context: RenderContext) -> dict[str, list[bytes]]:
         """This recipient's tracking URLs: "c" clicks in HTML, "t" in text, "o" opens."""
-        kinds = {lid for s in self.segments if s.__class__ is _Body for lid, _, _ in s.refs}
+        kinds = self._kinds
         key, mid, rid = context.tracking_key, context.message_id, context.recipient_id
         base = context.tracking_base_url
         urls: dict[str, list[bytes]] = {}
