@@ -10,7 +10,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 from credentials.clientip import client_ip
 from credentials.models import Login
 from events.models import Event
+from smtpeter_site.sql import insert_sql
 
 from . import preview as preview_service
 from .links import CLICK, OPEN
@@ -79,15 +80,7 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     return url
 
 
-def _insert_sql(vendor: str) -> tuple[str, list]:
-    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {connection.ops.quote_name(Event._meta.db_table)} ({columns}) " \
-           f"VALUES ({marks})", fields
-
-
-_INSERT: dict[str, tuple[str, list]] = {}
+_INSERT: dict[str, tuple[str, list]] = {}  # vendor -> (INSERT for an Event, its fields)
 
 
 def _record(type_: str, message_id: int, recipient_id: int, data: dict, flags: list[str],
@@ -104,7 +97,8 @@ def _record(type_: str, message_id: int, recipient_id: int, data: dict, flags: l
     conn = connections[DEFAULT_DB_ALIAS]
     vendor = conn.vendor
     if vendor not in _INSERT:
-        _INSERT[vendor] = _insert_sql(vendor)
+        fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+        _INSERT[vendor] = insert_sql(conn, Event, [f.name for f in fields]), fields
     sql, fields = _INSERT[vendor]
     given = {"type": type_, "time": now, "message_id": message_id,
              "recipient_id": recipient_id, "data": data, "flags": flags}

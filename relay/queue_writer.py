@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from features.overrides import apply_overrides
+from smtpeter_site.sql import insert_sql
 
 log = logging.getLogger("relay.queue")
 MAX_BATCH = 200
@@ -64,16 +65,11 @@ def _statements() -> tuple[str, str, str]:
         from .models import Message, Recipient
 
         qn = connection.ops.quote_name
-
-        def insert(model, names):
-            columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
-            return (f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
-                    f"VALUES ({', '.join(['%s'] * len(names))})")
-
         features = ", ".join(qn(name) for name in FEATURE_NAMES)
         _sql_cache[connection.vendor] = (
-            insert(Message, _MESSAGE_COLUMNS) + " RETURNING " + qn(Message._meta.pk.column),
-            insert(Recipient, _RECIPIENT_COLUMNS),
+            insert_sql(connection, Message, _MESSAGE_COLUMNS)
+            + " RETURNING " + qn(Message._meta.pk.column),
+            insert_sql(connection, Recipient, _RECIPIENT_COLUMNS),
             f"SELECT {qn('id')}, {features} FROM {qn(Login._meta.db_table)} "
             f"WHERE {qn('id')} IN ",
         )
