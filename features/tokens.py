@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from functools import lru_cache
 
 TOKEN_MAC_BYTES = 8  # 64 bits over everything else in the token, checked before any DB work
 URL_CHECK_BYTES = 4  # keyed BLAKE2s of the URL: guards the re-derived link list
@@ -69,18 +70,17 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+@lru_cache(maxsize=8)
 def _check_hash(key: bytes):
     # BLAKE2s in keyed mode is a MAC on its own, under a subkey of its own (the tracking key
-    # itself signs the tokens with HMAC-SHA256).
+    # itself signs the tokens with HMAC-SHA256). Callers copy it, never update it.
     subkey = hmac.digest(key, b"smtpeter.features.urlcheck", "sha256")
     return hashlib.blake2s(key=subkey, digest_size=URL_CHECK_BYTES, person=b"urlcheck")
 
 
 def url_check(key: bytes, url: str) -> bytes:
     """The bytes a token carries to prove which URL its index stood for when it was made."""
-    h = _check_hash(key)
-    h.update(url.encode("utf-8", "surrogatepass"))
-    return h.digest()
+    return url_checks(key, [url])[0]
 
 
 def url_checks(key: bytes, urls: list[str]) -> list[bytes]:
