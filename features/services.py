@@ -119,6 +119,7 @@ def delivery_of(message_id: int, recipient_id: int) -> tuple[datetime | None] | 
     return (value,)
 
 
+@lru_cache(maxsize=1)
 def delivery_sql() -> str:
     """delivery_of()'s query; the index event_rcpt_type_time answers its MAX(time)."""
     from events.models import Event
