@@ -216,8 +216,7 @@ class RelaySMTP(SMTP):
         log.info("idle timeout for %s", self.peer_ip)
         try:
             closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
-            self._writer.write(b"".join(self._held_replies) + closing)
-            self._held_replies.clear()
+            self._writer.write(self._after_held(closing))
         except Exception:  # noqa: BLE001 - the transport may already be gone
             pass
         super()._timeout_cb()
@@ -261,11 +260,15 @@ class RelaySMTP(SMTP):
     async def _push_lines(self, lines: list[str]) -> None:
         await self._write("".join(line + "\r\n" for line in lines).encode("ascii"))
 
-    async def _write(self, data: bytes) -> None:
+    def _after_held(self, data: bytes) -> bytes:
+        """data behind the replies held for pipelined commands (which are then sent)."""
         if self._held_replies:
             data = b"".join(self._held_replies) + data
             self._held_replies.clear()
-        self._writer.write(data)
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        self._writer.write(self._after_held(data))
         await self._writer.drain()
 
     @property
