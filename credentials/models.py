@@ -5,7 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.html import escape
 
-# (field name, label, what it does): the explanations are DESIGN.md's feature table.
+# (field name, label, what it does): the explanations are DESIGN.md's feature table, less what
+# is not built yet (bounces are received, not yet read).
 FEATURES: list[tuple[str, str, str]] = [
     (
         "clicktracking",
@@ -28,8 +29,8 @@ FEATURES: list[tuple[str, str, str]] = [
     (
         "bouncetracking",
         "Bounce tracking",
-        "Replaces the envelope sender with a signed VERP address on our bounce domain; "
-        "bounces come to us, are recorded, and you get no DSN.",
+        "Replaces the envelope sender with a signed VERP address on our bounce domain, so "
+        "bounces come to smtpeter instead of to you (reading them is not built yet).",
     ),
     (
         "inlinecss",
