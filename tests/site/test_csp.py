@@ -115,6 +115,12 @@ def test_every_admin_page_and_both_sign_in_pages_have_the_policy(staff, staff_lo
         assert_policy(response, url)
 
 
+def test_with_debug_only_the_technical_error_pages_go_without_it(settings, client):
+    settings.DEBUG = True
+    assert "Content-Security-Policy" not in client.get("/no-such-page/").headers
+    assert client.get("/signin/").headers["Content-Security-Policy"] == POLICY
+
+
 @pytest.mark.django_db(transaction=True)  # the real handler closes the connection after each
 def test_both_wsgi_paths_send_the_policy():
     from tests.site.test_wsgi import call
