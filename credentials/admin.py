@@ -8,10 +8,7 @@ from django.contrib.auth.admin import UserAdmin
 
 from . import services
 from .clientip import client_ip
-from .forms import AdminSigninForm
 from .models import FEATURE_NAMES, AuditEntry, Login
-
-admin.site.login_form = AdminSigninForm
 
 
 @admin.register(Login)

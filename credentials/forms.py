@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from . import throttle
 from .clientip import client_ip
-from .models import FEATURE_NAMES, FEATURES, AuditEntry, Login
+from .models import FEATURE_NAMES, FEATURES, AuditEntry, Login, help_text
 
 log = logging.getLogger("credentials.signin")
 
@@ -83,8 +83,8 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
         return old
 
 
-def _feature_field(label: str, help_text: str) -> forms.BooleanField:
-    return forms.BooleanField(label=label, help_text=help_text, required=False)
+def _feature_field(label: str, text: str) -> forms.BooleanField:
+    return forms.BooleanField(label=label, help_text=help_text(text), required=False)
 
 
 class LoginForm(forms.Form):
@@ -99,8 +99,8 @@ class LoginForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for name, label, help_text in FEATURES:
-            self.fields[name] = _feature_field(label, help_text)
+        for name, label, text in FEATURES:
+            self.fields[name] = _feature_field(label, text)
 
     @classmethod
     def initial_for(cls, login: Login) -> dict:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.html import escape
 
-# (field name, label, what it does): the explanations are DESIGN.md's feature table.
+# (field name, label, what it does): the explanations are DESIGN.md's feature table, less what
+# is not built yet (bounces are received, not yet read).
 FEATURES: list[tuple[str, str, str]] = [
     (
         "clicktracking",
@@ -27,8 +29,8 @@ FEATURES: list[tuple[str, str, str]] = [
     (
         "bouncetracking",
         "Bounce tracking",
-        "Replaces the envelope sender with a signed VERP address on our bounce domain; "
-        "bounces come to us, are recorded, and you get no DSN.",
+        "Replaces the envelope sender with a signed VERP address on our bounce domain, so "
+        "bounces come to smtpeter instead of to you (reading them is not built yet).",
     ),
     (
         "inlinecss",
@@ -37,6 +39,12 @@ FEATURES: list[tuple[str, str, str]] = [
     ),
 ]
 FEATURE_NAMES: list[str] = [name for name, _, _ in FEATURES]
+
+
+def help_text(text: str) -> str:
+    """Plain text as a help text: the admin and form.as_p print help texts as HTML, so a plain
+    "<style>" would open an element there and swallow the rest of the page."""
+    return escape(text)
 
 
 class Login(models.Model):
@@ -51,13 +59,16 @@ class Login(models.Model):
     updated = models.DateTimeField(auto_now=True)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
 
-    clicktracking = models.BooleanField("Click tracking", default=False, help_text=FEATURES[0][2])
-    openstracking = models.BooleanField("Open tracking", default=False, help_text=FEATURES[1][2])
-    preventscam = models.BooleanField(
-        "Prevent scam warnings", default=False, help_text=FEATURES[2][2]
-    )
-    bouncetracking = models.BooleanField("Bounce tracking", default=False, help_text=FEATURES[3][2])
-    inlinecss = models.BooleanField("Inline CSS", default=False, help_text=FEATURES[4][2])
+    clicktracking = models.BooleanField("Click tracking", default=False,
+                                        help_text=help_text(FEATURES[0][2]))
+    openstracking = models.BooleanField("Open tracking", default=False,
+                                        help_text=help_text(FEATURES[1][2]))
+    preventscam = models.BooleanField("Prevent scam warnings", default=False,
+                                      help_text=help_text(FEATURES[2][2]))
+    bouncetracking = models.BooleanField("Bounce tracking", default=False,
+                                         help_text=help_text(FEATURES[3][2]))
+    inlinecss = models.BooleanField("Inline CSS", default=False,
+                                    help_text=help_text(FEATURES[4][2]))
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -1,7 +1,7 @@
 """One SMTP session: aiosmtpd's protocol with the product's rules on top.
 
 aiosmtpd 1.4.6 gives us the command loop, STARTTLS and the AUTH exchange. We replace what it
-gets wrong for a submission server (see /work/shared/FACTS.md): AUTH on implicit TLS, MAIL/RCPT
+gets wrong for a submission server: AUTH on implicit TLS (upstream #274, #281), MAIL/RCPT
 with RFC 3461 parameters (case kept), the null sender, EHLO keywords, DATA (bare CR/LF refused,
 998-octet lines, the Received header, group commit before "250"), enhanced status codes on every
 reply, the idle timeout reply and the per-IP connection cap.

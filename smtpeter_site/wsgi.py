@@ -21,6 +21,7 @@ TRACKING_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",  # HSTS, nosniff, Referrer-Policy, COOP
     "django.middleware.common.CommonMiddleware",  # ALLOWED_HOSTS (400), Content-Length
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "smtpeter_site.csp.csp_middleware",  # the 404 page is a page
 ]
 
 

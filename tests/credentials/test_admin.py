@@ -1,4 +1,6 @@
 """Django admin: logins change only through services (audited, no hash); audit log read-only."""
+from html.parser import HTMLParser
+
 import pytest
 
 from credentials.models import AuditEntry, Login
@@ -78,3 +80,29 @@ def test_admin_offers_no_password_reset_action(admin_client, alice_login):
     html = admin_client.get("/admin/credentials/login/").content.decode()
     assert alice_login.username in html
     assert "reset" not in html.lower()
+
+
+class _Controls(HTMLParser):
+    """Names of the form controls a browser would see: html.parser, like a browser, reads
+    everything after <style> or <script> as that element's text until its end tag."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("input", "button", "select", "textarea") and attrs.get("name"):
+            self.names.append(attrs["name"])
+        if tag == "a" and (attrs.get("href") or "").endswith("/delete/"):
+            self.names.append("delete-link")
+
+
+def test_login_change_page_keeps_its_save_and_delete_controls(admin_client, alice_login):
+    html = admin_client.get(f"/admin/credentials/login/{alice_login.pk}/change/").content
+    parser = _Controls()
+    parser.feed(html.decode())
+    parser.close()
+    assert {"inlinecss", "_save", "_continue", "delete-link"} <= set(parser.names)
+    # The help text reads as text: its <style> is escaped, not an element.
+    assert "Copies &lt;style&gt; rules" in html.decode()

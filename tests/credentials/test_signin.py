@@ -182,10 +182,29 @@ def test_admin_sign_in_shares_the_throttle(staff, settings):
     response = client.post("/admin/login/", {"username": "auditor",
                                              "password": "auditor-pw-1234!"},
                            REMOTE_ADDR="192.0.2.61")
+    assert response.status_code == 429  # as /signin/ answers
     assert "Too many failed sign-ins" in response.content.decode()
     assert "_auth_user_id" not in client.session
     # ...and the dashboard sign-in is locked for that account as well.
     assert sign_in(Client(), "auditor", "auditor-pw-1234!", ip="192.0.2.62").status_code == 429
+
+
+def test_admin_sign_in_answers_429_when_throttled_like_the_dashboard(staff, settings, caplog):
+    settings.SIGNIN_MAX_FAILURES = 1
+    assert sign_in(Client(), "auditor", "guess", ip="192.0.2.70").status_code == 200
+    with caplog.at_level(logging.WARNING, logger="credentials.signin"):
+        admin = Client().post("/admin/login/", {"username": "auditor", "password": "guess"},
+                              REMOTE_ADDR="192.0.2.71")
+    dashboard = sign_in(Client(), "auditor", "guess", ip="192.0.2.72")
+    assert (admin.status_code, dashboard.status_code) == (429, 429)
+    assert "Too many failed sign-ins" in admin.content.decode()
+    assert "sign-in throttled: username='auditor' ip=192.0.2.71" in caplog.text
+    # A throttled address, with an account that is not: 429 on the admin sign-in too.
+    other = Client().post("/admin/login/", {"username": "nobody", "password": "x"},
+                          REMOTE_ADDR="192.0.2.70")
+    assert other.status_code == 429
+    # Unthrottled: the admin's sign-in page and a plain wrong password stay 200.
+    assert Client().get("/admin/login/", REMOTE_ADDR="192.0.2.73").status_code == 200
 
 
 def test_a_missing_client_address_is_warned_about_once(alice, bob, settings, caplog,

@@ -9,7 +9,7 @@ from features.services import context, prepare_message
 
 
 class Command(BaseCommand):
-    help = "Render a message from stdin with a login's features, as delivered to one recipient."
+    help = "Render a message from stdin with a login's features, for one recipient."
 
     def add_arguments(self, parser):
         parser.add_argument("--login", required=True, help="SMTP login username")
