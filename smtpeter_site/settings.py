@@ -227,6 +227,8 @@ SMTP_OUT_RCPT_TIMEOUT = env_float(env, "SMTP_OUT_RCPT_TIMEOUT", 300, positive=Tr
 SMTP_OUT_DATA_INIT_TIMEOUT = env_float(env, "SMTP_OUT_DATA_INIT_TIMEOUT", 120, positive=True)
 SMTP_OUT_DATA_BLOCK_TIMEOUT = env_float(env, "SMTP_OUT_DATA_BLOCK_TIMEOUT", 180, positive=True)
 SMTP_OUT_DATA_DONE_TIMEOUT = env_float(env, "SMTP_OUT_DATA_DONE_TIMEOUT", 600, positive=True)
+# CA bundle for routes that require TLS (smtp+starttls://, smtps://); empty: the system store.
+SMTP_OUT_CA_FILE = env("SMTP_OUT_CA_FILE", default="")
 
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
