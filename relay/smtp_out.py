@@ -43,7 +43,6 @@ log = logging.getLogger("relay.smtp_out")
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|\Z)")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.M)
-_8BIT = re.compile(rb"[\x80-\xff]")
 _CHUNK = 64 * 1024
 _MAX_REPLY_LINES = 100
 
@@ -163,10 +162,15 @@ def parse_reply(lines: Sequence[str]) -> Reply:
 def wire_message(data: bytes) -> tuple[bytes, int]:
     """The message as sent after DATA (CRLF everywhere, dots doubled, no final ".") and its
     RFC 1870 size (before dot doubling)."""
-    data = _LINE_ENDS.sub(b"\r\n", data)
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # the regex only when needed
+        data = _LINE_ENDS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return _LEADING_DOT.sub(b"..", data), len(data)
+    size = len(data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    return data, size
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -194,7 +198,9 @@ def tls_context(verify: bool) -> ssl.SSLContext:
 
 def _safe(text: str, limit: int = 300) -> str:
     """Server text for logs and results: printable, one line, bounded."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:limit]
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text[:limit]
 
 
 class Session:
@@ -422,16 +428,29 @@ class Session:
 
     async def send(self, mail_from: str, rcpts: Sequence[Rcpt | tuple[str, str, str]],
                    data: bytes, ret: str = "", envid: str = "") -> TransactionResult:
-        """One mail transaction; connects (or RSETs a used connection) first."""
+        """One mail transaction; connects first, or RSETs a used connection (pipelined with
+        MAIL when the server offers PIPELINING; a dead idle connection is opened again)."""
         started = time.monotonic()
         rcpts = [Rcpt(*r) for r in rcpts]
         answers: dict[int, Reply] = {}
         result = TransactionResult(recipients=[], host=self.destination.host,
                                    port=self.destination.port)
+        reused = self.connected and self.transactions > 0
         try:
-            await self._ready()
-            result.dsn_passed = "DSN" in self.extensions
-            await self._transaction(mail_from, rcpts, data, ret, envid, answers, result)
+            for _ in range(2):
+                if not self.connected:
+                    await self._connect()
+                result.dsn_passed = "DSN" in self.extensions
+                try:
+                    await self._transaction(mail_from, rcpts, data, ret, envid, answers, result,
+                                            rset=reused)
+                    break
+                except _Stale:
+                    # An idle connection the server had closed: nothing of this transaction
+                    # reached it, so open a new one and start again.
+                    self._close()
+                    answers.clear()
+                    reused = False
         except _Failed as exc:
             for i in range(len(rcpts)):
                 answers.setdefault(i, exc.reply)
@@ -449,24 +468,24 @@ class Session:
         self.transactions += 1 if self.connected else 0
         return result
 
-    async def _ready(self) -> None:
-        if self.connected and self.transactions:
-            try:
-                reply = await self._command("RSET", self.timeouts.mail, "RSET")
-                if reply.ok:
-                    return
-            except _Failed:
-                pass
-            self._close()  # an idle connection the server closed: open a new one
-        if not self.connected:
-            await self._connect()
+    async def _rset_reply(self, send: bool) -> None:
+        """The reply to RSET (sent now, or already in a pipelined batch); _Stale if the
+        connection turns out to be dead."""
+        self._stage = "RSET"
+        try:
+            reply = (await self._command("RSET", self.timeouts.mail, "RSET") if send
+                     else await self._read_reply(self.timeouts.mail))
+        except _Failed:
+            raise _Stale() from None
+        if not reply.ok:
+            raise _Stale()
 
     async def _transaction(self, mail_from: str, rcpts: list[Rcpt], data: bytes, ret: str,
                            envid: str, answers: dict[int, Reply],
-                           result: TransactionResult) -> None:
+                           result: TransactionResult, rset: bool) -> None:
         t = self.timeouts
         message, size = wire_message(data)
-        mail = self._mail_command(mail_from, ret, envid, size, bool(_8BIT.search(data)))
+        mail = self._mail_command(mail_from, ret, envid, size, not data.isascii())
         rcpt_lines = {}
         for i, rcpt in enumerate(rcpts):
             line = self._rcpt_command(rcpt)
@@ -476,10 +495,16 @@ class Session:
                 rcpt_lines[i] = line
         if not rcpt_lines:
             return
-        self._stage = "MAIL"
-        if "PIPELINING" in self.extensions:
-            batch = [mail, *rcpt_lines.values(), "DATA"]
+        pipelining = "PIPELINING" in self.extensions
+        if rset and not pipelining:
+            await self._rset_reply(send=True)
+        if pipelining:
+            # RFC 2920: RSET, MAIL, every RCPT and DATA in one write; DATA ends the group.
+            batch = ["RSET"] * rset + [mail, *rcpt_lines.values(), "DATA"]
             await self._write("".join(f"{c}\r\n" for c in batch).encode("ascii"), t.mail)
+            if rset:
+                await self._rset_reply(send=False)
+            self._stage = "MAIL"
             mail_reply = await self._read_reply(t.mail)
             rcpt_replies = {}
             for i in rcpt_lines:
@@ -516,9 +541,9 @@ class Session:
             await self._read_reply(t.data_done)
             return
         self._stage = "end of DATA"
+        message += b".\r\n"
         for start in range(0, len(message), _CHUNK):
             await self._write(message[start:start + _CHUNK], t.data_block)
-        await self._write(b".\r\n", t.data_block)
         final = await self._read_reply(t.data_done)
         result.data_reply = final
         for i in accepted:
@@ -572,6 +597,10 @@ class Session:
             except _Failed:
                 pass
         self._close()
+
+
+class _Stale(Exception):
+    """A reused connection was dead before this transaction began."""
 
 
 class _Retry(Exception):

@@ -277,7 +277,8 @@ def test_addresses_that_cannot_go_on_the_wire():
     assert sink.received[0].rcpt_tos == ["ok@r.test"]
 
 
-def test_connection_reused_with_rset(cert_dir):
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_connection_reused_with_rset(cert_dir, pipelining):
     async def go(sink):
         session = Session(dest(sink), HELO, FAST)
         first = await session.send("a@s.test", [Rcpt("ok@r.test")], MESSAGE)
@@ -288,7 +289,7 @@ def test_connection_reused_with_rset(cert_dir):
         await session.quit()
         return first, second, third, count
 
-    with Sink(starttls=True, cert_dir=cert_dir) as sink:
+    with Sink(starttls=True, cert_dir=cert_dir, pipelining=pipelining) as sink:
         first, second, third, count = asyncio.run(go(sink))
     assert first.delivered == ["ok@r.test"] and second.delivered == ["ok@r.test"]
     assert third.delivered == ["ok2@r.test"] and count == 3
@@ -296,9 +297,11 @@ def test_connection_reused_with_rset(cert_dir):
     assert sink.lines[-1] == "QUIT" and [t.mail_line for t in sink.received] == [
         "MAIL FROM:<a@s.test>", "MAIL FROM:<b@s.test>", "MAIL FROM:<c@s.test>"]
     assert third.tls_version  # still the TLS connection
+    assert sink.pipelined == [pipelining] * 3
 
 
-def test_a_connection_closed_while_idle_is_opened_again():
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_connection_closed_while_idle_is_opened_again(pipelining):
     async def go(sink):
         session = Session(dest(sink), HELO, FAST)
         first = await session.send("a@s.test", [Rcpt("ok@r.test")], MESSAGE)
@@ -308,12 +311,13 @@ def test_a_connection_closed_while_idle_is_opened_again():
         await session.quit()
         return first, second
 
-    sink = Sink().start()
+    sink = Sink(pipelining=pipelining).start()
     try:
         first, second = asyncio.run(go(sink))
     finally:
         sink.stop()
     assert first.delivered == ["ok@r.test"] and second.delivered == ["ok@r.test"]
+    assert sink.connections == 1 and sink.received[0].mail_line == "MAIL FROM:<a@s.test>"
 
 
 def test_works_on_uvloop(cert_dir):
