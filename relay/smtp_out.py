@@ -43,6 +43,8 @@ log = logging.getLogger("relay.smtp_out")
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|\Z)")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.M)
+_NOTIFY = re.compile(r"(?i)NEVER|(SUCCESS|FAILURE|DELAY)(,(SUCCESS|FAILURE|DELAY)){0,2}\Z")
+_ADDR_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\Z")
 _CHUNK = 64 * 1024
 _MAX_REPLY_LINES = 100
 
@@ -250,8 +252,10 @@ class Session:
                     if lines and line[:3] != lines[0][:3]:
                         raise _Failed(self._lost("reply lines with different codes"))
                     lines.append(line)
-                    if line[3:4] != "-" or len(lines) >= _MAX_REPLY_LINES:
+                    if line[3:4] != "-":
                         break
+                    if len(lines) >= _MAX_REPLY_LINES:
+                        raise _Failed(self._lost(f"reply longer than {_MAX_REPLY_LINES} lines"))
         except TimeoutError:
             raise _Failed(self._lost(f"timed out after {timeout:g} s")) from None
         except (ConnectionError, ssl.SSLError, ValueError, asyncio.LimitOverrunError) as exc:
@@ -570,8 +574,8 @@ class Session:
         if eight_bit:
             words.append("BODY=8BITMIME")
         if "DSN" in ext:
-            if ret:
-                words.append(f"RET={ret}")
+            if ret.upper() in ("FULL", "HDRS"):
+                words.append(f"RET={ret.upper()}")
             if envid:
                 words.append(f"ENVID={xtext_encode(envid)}")
         return " ".join(words)
@@ -582,10 +586,12 @@ class Session:
                          "go on the wire")
         words = [f"RCPT TO:<{rcpt.address}>"]
         if "DSN" in self.extensions:
-            if rcpt.notify:
-                words.append(f"NOTIFY={rcpt.notify}")
-            if rcpt.orcpt:
-                addr_type, _, address = rcpt.orcpt.partition(";")
+            # Only well-formed values go on the wire (they came checked from relay.smtpd; a
+            # bad one here must not be able to add a command).
+            if _NOTIFY.match(rcpt.notify):
+                words.append(f"NOTIFY={rcpt.notify.upper()}")
+            addr_type, _, address = rcpt.orcpt.partition(";")
+            if address and _ADDR_TYPE.match(addr_type):
                 words.append(f"ORCPT={addr_type};{xtext_encode(address)}")
         return " ".join(words)
 

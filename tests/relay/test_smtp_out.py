@@ -144,6 +144,18 @@ def test_dsn_parameters_pass_on_as_received_when_offered():
     assert sink.received[0].rcpt_lines[0] == "RCPT TO:<ok@r.test>"
 
 
+def test_malformed_dsn_values_never_reach_the_wire():
+    rcpts = [("ok@r.test", "FAILURE\r\nRSET", "rfc822;x@y.test"),
+             ("ok-2@r.test", "SUCCESS", "bad type;x@y.test"), ("ok-3@r.test", "DELAY", "x")]
+    with Sink(dsn=True) as sink:
+        result = send(dest(sink), *rcpts, ret="FULL\r\nRSET", envid="e\r\nRSET")
+    assert len(result.delivered) == 3 and "RSET" not in sink.lines
+    assert sink.received[0].mail_line == "MAIL FROM:<a@sender.test> ENVID=e+0D+0ARSET"
+    assert sink.received[0].rcpt_lines == ["RCPT TO:<ok@r.test> ORCPT=rfc822;x@y.test",
+                                           "RCPT TO:<ok-2@r.test> NOTIFY=SUCCESS",
+                                           "RCPT TO:<ok-3@r.test> NOTIFY=DELAY"]
+
+
 def test_null_sender():
     with Sink() as sink:
         result = send(dest(sink), "ok@r.test", mail_from="")
