@@ -217,13 +217,16 @@ def parse_nameservers(text: str | Sequence[str]) -> list[tuple[str, int]]:
     return servers
 
 
-def make_resolver(nameservers: str | Sequence[str] = (), timeout: float = 5.0,
-                  lifetime: float = 20.0) -> dns.asyncresolver.Resolver:
-    """An async resolver: the given name servers (DNS_NAMESERVERS), else /etc/resolv.conf.
+def make_resolver(nameservers: str | Sequence[str] | Sequence[tuple[str, int]] = (),
+                  timeout: float = 5.0, lifetime: float = 20.0) -> dns.asyncresolver.Resolver:
+    """An async resolver: the given name servers (text as in DNS_NAMESERVERS, or the (ip, port)
+    pairs settings.DNS_NAMESERVERS holds), else /etc/resolv.conf.
 
     ``timeout`` is per server and try, ``lifetime`` the whole query's budget.
     """
-    servers = parse_nameservers(nameservers)
+    servers = [s for s in nameservers if isinstance(s, tuple)] or parse_nameservers(
+        [s for s in nameservers if isinstance(s, str)] if not isinstance(nameservers, str)
+        else nameservers)
     resolver = dns.asyncresolver.Resolver(configure=not servers)
     if servers:
         resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]

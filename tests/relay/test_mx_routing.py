@@ -238,6 +238,15 @@ def test_parse_routes_error_never_shows_the_credentials():
         assert "***@" in str(info.value)
 
 
+def test_resolver_from_settings(dns_server, settings):
+    settings.DNS_NAMESERVERS = parse_nameservers(dns_server.nameserver)
+    resolver = mx.resolver_from_settings()
+    [server] = resolver.nameservers
+    assert (server.address, server.port) == ("127.0.0.1", dns_server.port)
+    result = asyncio.run(resolve("implicit.test", {}, resolver, allow_private=True))
+    assert hosts(result) == [("implicit.test", ("127.0.0.6", "::1"))]
+
+
 def test_parse_nameservers():
     assert parse_nameservers("127.0.0.1:5353, [::1]:53,192.0.2.1,::1") == [
         ("127.0.0.1", 5353), ("::1", 53), ("192.0.2.1", 53), ("::1", 53)]
