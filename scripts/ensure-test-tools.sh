@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the real clients and browser the tests drive (swaks, curl, chromium) when missing.
+# Installs the real clients, browser and peer MTA the tests drive (swaks, curl, chromium,
+# postfix: also smtp-sink for bench/outbound_bench.py) when missing.
 # With CI=true a tool that cannot be had fails the run; elsewhere its tests are skipped.
 set -u
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/sbin/postfix ] || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} from Debian" >&2
@@ -19,6 +21,7 @@ missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/sbin/postfix ] || missing+=(postfix)
 if [ ${#missing[@]} -gt 0 ] && [ "${CI:-}" = "true" ]; then
   echo "CI=true and missing: ${missing[*]}" >&2
   exit 1

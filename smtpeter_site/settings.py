@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from relay import mx as mx_routes
 from smtpeter_site.envvars import env_bool, env_choice, env_float, env_int, env_ports, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -205,6 +206,30 @@ SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
 SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
 SMTP_AUTH_CACHE_TTL = env_float(env, "SMTP_AUTH_CACHE_TTL", 3600)
 SMTP_AUTH_THREADS = env_int(env, "SMTP_AUTH_THREADS", 2, minimum=1)
+
+# --- Outbound delivery: routing and the SMTP client (relay.mx, relay.smtp_out) ---
+def _checked(name: str, parse, raw):
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid: {exc}") from None
+
+
+# Parsed here so that a bad value stops startup; Route hides credentials in repr (debug pages).
+RELAY_ROUTES = _checked("RELAY_ROUTES", mx_routes.parse_routes, env("RELAY_ROUTES", default=""))
+DNS_NAMESERVERS = _checked("DNS_NAMESERVERS", mx_routes.parse_nameservers,
+                           env("DNS_NAMESERVERS", default=""))
+DELIVERY_ALLOW_PRIVATE = env_bool(env, "DELIVERY_ALLOW_PRIVATE", False)
+# RFC 5321 4.5.3.2 timeouts (seconds) and the connect timeout.
+SMTP_OUT_CONNECT_TIMEOUT = env_float(env, "SMTP_OUT_CONNECT_TIMEOUT", 30, positive=True)
+SMTP_OUT_GREETING_TIMEOUT = env_float(env, "SMTP_OUT_GREETING_TIMEOUT", 300, positive=True)
+SMTP_OUT_MAIL_TIMEOUT = env_float(env, "SMTP_OUT_MAIL_TIMEOUT", 300, positive=True)
+SMTP_OUT_RCPT_TIMEOUT = env_float(env, "SMTP_OUT_RCPT_TIMEOUT", 300, positive=True)
+SMTP_OUT_DATA_INIT_TIMEOUT = env_float(env, "SMTP_OUT_DATA_INIT_TIMEOUT", 120, positive=True)
+SMTP_OUT_DATA_BLOCK_TIMEOUT = env_float(env, "SMTP_OUT_DATA_BLOCK_TIMEOUT", 180, positive=True)
+SMTP_OUT_DATA_DONE_TIMEOUT = env_float(env, "SMTP_OUT_DATA_DONE_TIMEOUT", 600, positive=True)
+# CA bundle for routes that require TLS (smtp+starttls://, smtps://); empty: the system store.
+SMTP_OUT_CA_FILE = env("SMTP_OUT_CA_FILE", default="")
 
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
