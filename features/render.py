@@ -15,7 +15,7 @@ from functools import cached_property
 
 from . import links as linkmod
 from . import mime
-from .inline import has_style, inline_css
+from .inline import InlineLimit, has_style, inline_css
 from .links import CLICK, Change, Slot
 from .overrides import strip_smtpeter_headers
 from .tokens import CLICK as CLICK_KIND
@@ -308,6 +308,10 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
             # itself, faster than a replace() of ours; premailer (lxml) would keep the CRs.
             lf = text.replace("\r\n", "\n") if crlf and inliner == "premailer" else text
             inlined = inline_css(lf, inliner)
+        except InlineLimit as exc:
+            prepared.warnings.append(
+                f"part at byte {leaf.header_start}: CSS not inlined, over a limit: {exc}"
+            )
         except Exception as exc:
             prepared.warnings.append(
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"
