@@ -66,6 +66,43 @@ _SIBLINGS = {
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _IMPLIED = frozenset({"html", "head", "body", "tbody", "tr", "colgroup"})
 _TABLE_PARTS = frozenset({"td", "th", "tr"})
+_SCOPE_LOOK = 64
+_TABLE_ONLY = frozenset({"td", "th", "tr", "tbody", "thead", "tfoot"})
+_SECTIONS = frozenset({"tbody", "thead", "tfoot"})
+_TABLE_CONTEXT = frozenset({"table", "tbody", "thead", "tfoot", "tr", "template", "html"})
+_DEFAULT_SCOPE = frozenset({"applet", "caption", "html", "table", "td", "th", "marquee",
+                            "object", "template", "svg", "math", "foreignobject", "desc",
+                            "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml"})
+_BUTTON_SCOPE = _DEFAULT_SCOPE | {"button"}
+_TABLE_SCOPE = frozenset({"html", "table", "template"})
+# The parser's "special" elements: an <li> (<dd>, <dt>) closes an open one only if none of
+# these but address, div and p is in between.
+_SPECIAL = frozenset({
+    "address", "applet", "area", "article", "aside", "base", "basefont", "bgsound",
+    "blockquote", "body", "br", "button", "caption", "center", "col", "colgroup", "dd",
+    "details", "dir", "div", "dl", "dt", "embed", "fieldset", "figcaption", "figure", "footer",
+    "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header", "hgroup",
+    "hr", "html", "iframe", "img", "input", "keygen", "li", "link", "listing", "main", "marquee",
+    "menu", "meta", "nav", "noembed", "noframes", "noscript", "object", "ol", "p", "param",
+    "plaintext", "pre", "script", "search", "section", "select", "source", "style", "summary",
+    "table", "tbody", "td", "template", "textarea", "tfoot", "th", "thead", "title", "tr",
+    "track", "ul", "wbr", "xmp", "svg", "math",
+})
+_LIST_SCOPE = _SPECIAL - {"address", "div", "p", "li", "dd", "dt"}
+_ORDINARY_END_SCOPE = _SPECIAL | _DEFAULT_SCOPE
+_END_SCOPES = {
+    **dict.fromkeys(_SPECIAL, _DEFAULT_SCOPE),
+    "p": _BUTTON_SCOPE, "li": _DEFAULT_SCOPE | {"ol", "ul"},
+    **dict.fromkeys(("td", "th", "tr", "tbody", "thead", "tfoot", "table"), _TABLE_SCOPE),
+    **dict.fromkeys(("applet", "marquee", "object", "caption", "template"),
+                    frozenset({"html", "table", "template"})),
+}
+_SCOPES = {
+    "li": _LIST_SCOPE, "dd": _LIST_SCOPE, "dt": _LIST_SCOPE,
+    "td": _TABLE_SCOPE, "th": _TABLE_SCOPE, "tr": _TABLE_SCOPE,
+    "tbody": _TABLE_SCOPE, "thead": _TABLE_SCOPE, "tfoot": _TABLE_SCOPE,
+    "option": _DEFAULT_SCOPE, "optgroup": _DEFAULT_SCOPE,
+}
 _CLOSERS = _CLOSES_P | frozenset(_SIBLINGS) | _TABLE_PARTS
 _TRACKED = frozenset(_FORMATTING | _CLOSERS | _IMPLIED | {"svg", "math"})
 
@@ -131,7 +168,8 @@ def scan(html: str, max_depth: int, max_elements: int) -> Scan:
             if end:
                 end = end.lower()
                 if open_count.get(end, 0):
-                    _close(stack, open_count, closed_fmt, (end,))
+                    scope = _END_SCOPES.get(end, _ORDINARY_END_SCOPE)
+                    _close_in_scope(stack, open_count, closed_fmt, (end,), scope)
                 elif end in _FORMATTING and end in closed_fmt:
                     del closed_fmt[len(closed_fmt) - 1 - closed_fmt[::-1].index(end)]
             continue
@@ -146,15 +184,23 @@ def scan(html: str, max_depth: int, max_elements: int) -> Scan:
                 open_count[fmt] += 1
             closed_fmt.clear()
         if name in _CLOSERS:
+            if name in _TABLE_ONLY and not open_count["table"]:
+                continue  # outside a table the parser ignores these
             if name in _CLOSES_P and open_count["p"]:
-                _close(stack, open_count, closed_fmt, ("p",))
+                _close_in_scope(stack, open_count, closed_fmt, ("p",), _BUTTON_SCOPE)
             siblings = _SIBLINGS.get(name)
             if siblings and any(open_count[s] for s in siblings):
-                _close(stack, open_count, closed_fmt, siblings)
+                _close_in_scope(stack, open_count, closed_fmt, siblings, _SCOPES[name])
             elif name in _HEADINGS and stack[-1] in _HEADINGS:
                 _close(stack, open_count, closed_fmt, (stack[-1],))
-            if name in _TABLE_PARTS and stack[-1] == "table":
-                implied = ("tbody",) if name == "tr" else ("tbody", "tr")  # the parser adds
+            if name in _TABLE_PARTS:
+                # Back to the table (what was put in it is placed before it), and the tbody
+                # and tr the parser adds.
+                _close_in_scope(stack, open_count, closed_fmt, (), _TABLE_CONTEXT, keep=True)
+                top = stack[-1]
+                implied = (() if top == "tr" or top in _SECTIONS and name == "tr"
+                           else ("tr",) if top in _SECTIONS
+                           else ("tbody",) if name == "tr" else ("tbody", "tr"))
                 elements += len(implied)
                 for part in implied:
                     stack.append(part)
@@ -174,6 +220,28 @@ def scan(html: str, max_depth: int, max_elements: int) -> Scan:
         if elements > max_elements:
             return Scan(deepest, elements, names, reopened, False)
     return Scan(deepest, elements, names, reopened, True)
+
+
+def _close_in_scope(stack: list[str], open_count: dict[str, int], closed_fmt: list[str],
+                    wanted: tuple[str, ...], scope: frozenset[str], keep: bool = False) -> None:
+    """_close() when an element named one of wanted is open above every element of scope;
+    keep: pop down to the nearest element of scope instead (and keep it).
+
+    Looks at most _SCOPE_LOOK elements down: past that, nothing is closed.
+    """
+    for i in range(len(stack) - 1, max(len(stack) - 1 - _SCOPE_LOOK, -1), -1):
+        name = stack[i]
+        if name in wanted:
+            _close(stack, open_count, closed_fmt, wanted)
+            return
+        if name in scope:
+            if keep:
+                while len(stack) > i + 1:
+                    top = stack.pop()
+                    open_count[top] -= 1
+                    if top in _FORMATTING:
+                        closed_fmt.append(top)
+            return
 
 
 def _close(stack: list[str], open_count: Counter, closed_fmt: list[str],
