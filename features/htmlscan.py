@@ -186,6 +186,8 @@ def scan(html: str, max_depth: int, max_elements: int) -> Scan:
         if name in _CLOSERS:
             if name in _TABLE_ONLY and not open_count["table"]:
                 continue  # outside a table the parser ignores these
+            if name == "table" and stack[-1] in _TABLE_CONTEXT and stack[-1] != "html":
+                _close(stack, open_count, closed_fmt, ("table",))  # a table directly in one
             if name in _CLOSES_P and open_count["p"]:
                 _close_in_scope(stack, open_count, closed_fmt, ("p",), _BUTTON_SCOPE)
             siblings = _SIBLINGS.get(name)
