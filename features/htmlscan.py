@@ -49,7 +49,7 @@ _CLOSES_P = frozenset({
     "address", "article", "aside", "blockquote", "center", "details", "dialog", "dir", "div",
     "dl", "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "main", "menu",
     "nav", "ol", "p", "search", "section", "summary", "ul", "h1", "h2", "h3", "h4", "h5", "h6",
-    "pre", "listing", "form", "table", "hr", "xmp", "li", "dd", "dt", "plaintext",
+    "pre", "listing", "form", "hr", "xmp", "li", "dd", "dt", "plaintext",  # table: not in quirks
 })
 # Start tags before which closed formatting elements are not reopened (text reopens them).
 _NO_REOPEN = _CLOSES_P | frozenset({
@@ -104,7 +104,7 @@ _SCOPES = {
     "option": _DEFAULT_SCOPE, "optgroup": _DEFAULT_SCOPE,
 }
 _CLOSERS = _CLOSES_P | frozenset(_SIBLINGS) | _TABLE_PARTS
-_TRACKED = frozenset(_FORMATTING | _CLOSERS | _IMPLIED | {"svg", "math"})
+_TRACKED = frozenset(_FORMATTING | _CLOSERS | _IMPLIED | _TABLE_CONTEXT | {"svg", "math", "p"})
 
 
 _TAGS = re.compile(r"<(/?[A-Za-z][^\t\n\f\r />]*+)")
