@@ -15,7 +15,7 @@ from functools import cached_property
 
 from . import links as linkmod
 from . import mime
-from .inline import has_style, inline_css
+from .inline import InlineLimit, has_style, inline_css
 from .links import CLICK, Change, Slot
 from .overrides import strip_smtpeter_headers
 from .tokens import CLICK as CLICK_KIND
@@ -279,10 +279,8 @@ def _prepare(raw: bytes, features: dict[str, bool], inliner: str, base_url: str)
     return prepared
 
 
-def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: bool,
-               scam: bool, css: bool, inliner: str, prepared: Prepared, worst: int):
-    """(new header block, _Body or bytes) for one leaf, or None when it stays as it is."""
-    body = raw[leaf.body_start:leaf.end]
+def _decode(body: bytes, leaf: mime.Leaf) -> tuple[bytes, str, str]:
+    """(decoded bytes, codec, text) of a leaf's body; raises MimeError or UnicodeError."""
     codec = mime.codec_name(leaf.charset)
     data = mime.decode_body(body, leaf.cte)
     try:
@@ -295,6 +293,59 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
     # UTF-8 and the one-byte charsets always round-trip; the multibyte ones may not.
     if codec not in _ROUND_TRIPS and text.encode(codec) != data:
         raise mime.MimeError(f"{codec} does not round-trip, cannot re-encode faithfully")
+    return data, codec, text
+
+
+def _tracked_leaves(raw: bytes, features: dict[str, bool]):
+    """The leaves prepare() transforms, with their kind: (leaf, is_html)."""
+    clicks = bool(features.get("clicktracking"))
+    opens = bool(features.get("openstracking"))
+    scam = bool(features.get("preventscam"))
+    css = bool(features.get("inlinecss"))
+    parts, warnings = mime.leaves(raw)
+    for leaf in parts:
+        is_html = leaf.content_type == "text/html"
+        is_text = leaf.content_type == "text/plain"
+        if leaf.attachment or not (is_html and (clicks or opens or css)
+                                   or is_text and clicks and not scam):
+            continue
+        yield leaf, is_html
+
+
+def link_lists(raw: bytes, features: dict[str, bool]) -> tuple[list[str], list[str]]:
+    """The click and open URL lists prepare() makes, found by the scanner alone.
+
+    No CSS inlining, no re-encoding: what the tracking endpoints look a token's index up in.
+    The inliners change no href or src and keep the elements in order, so the indexes are the
+    rendered ones (tests/features/test_properties.py checks it); where markup is moved all the
+    same, the URL check inside the token turns the click into a 404, never another link.
+    """
+    links: list[str] = []
+    images: list[str] = [""]
+    features = features or {}
+    clicks = bool(features.get("clicktracking"))
+    opens = bool(features.get("openstracking"))
+    if not (clicks or opens):
+        return links, images
+    raw = strip_smtpeter_headers(bytes(raw))
+    for leaf, is_html in _tracked_leaves(raw, features):
+        try:
+            text = _decode(raw[leaf.body_start:leaf.end], leaf)[2]
+        except (mime.MimeError, UnicodeError, ValueError, LookupError):
+            continue
+        if is_html:
+            linkmod.rewrite_html(text, links, images, [], clicks=clicks, opens=opens,
+                                 preventscam=bool(features.get("preventscam")))
+        else:
+            linkmod.rewrite_text(text, links, [])
+    return links, images
+
+
+def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: bool,
+               scam: bool, css: bool, inliner: str, prepared: Prepared, worst: int):
+    """(new header block, _Body or bytes) for one leaf, or None when it stays as it is."""
+    body = raw[leaf.body_start:leaf.end]
+    data, codec, text = _decode(body, leaf)
     changes: list[Change] = []
     newline = mime.newline_of(body)
     lf_lines = False
@@ -308,6 +359,10 @@ def _transform(raw: bytes, leaf: mime.Leaf, is_html: bool, clicks: bool, opens: 
             # itself, faster than a replace() of ours; premailer (lxml) would keep the CRs.
             lf = text.replace("\r\n", "\n") if crlf and inliner == "premailer" else text
             inlined = inline_css(lf, inliner)
+        except InlineLimit as exc:
+            prepared.warnings.append(
+                f"part at byte {leaf.header_start}: CSS not inlined, over a limit: {exc}"
+            )
         except Exception as exc:
             prepared.warnings.append(
                 f"part at byte {leaf.header_start}: CSS not inlined ({type(exc).__name__})"

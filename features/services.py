@@ -1,9 +1,9 @@
 """The features seen from Django: keys from settings, render for a stored message, link lookup.
 
 Delivery calls `render_for(message, recipient)`; the tracking views call `link_for()`. A token
-names (message, recipient, index); the URL behind the index is re-derived by preparing the
-stored message again (cached per process), so no link table is written at send time and the
-tracking URLs stay short.
+names (message, recipient, index); the URL behind the index is re-derived from the stored
+message by the link scanner alone (no CSS inlining, no re-encoding; cached per process), so no
+link table is written at send time and the tracking URLs stay short.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .links import CLICK
-from .render import Prepared, RenderContext, Rendered, prepare
+from .render import Prepared, RenderContext, Rendered, link_lists, prepare
 from .tokens import derive_key, parse_verp
 
 if TYPE_CHECKING:  # features imports no models at run time (DESIGN.md)
@@ -90,9 +90,9 @@ def link_for(message_id: int, kind: str, index: int) -> str | None:
         row = Message.objects.filter(pk=message_id).values_list("raw", "features").first()
         if row is None:
             return None
-        prepared = prepare_message(bytes(row[0]), row[1] or {})
-        chars = sum(map(len, prepared.links)) + sum(map(len, prepared.images))
-        lists = (prepared.links, prepared.images, chars)
+        links, images = link_lists(bytes(row[0]), row[1] or {})
+        chars = sum(map(len, links)) + sum(map(len, images))
+        lists = (links, images, chars)
         _remember(message_id, lists)
     urls = lists[0] if kind == CLICK else lists[1]
     return urls[index] if 0 <= index < len(urls) else None

@@ -94,3 +94,39 @@ def lines_ok(raw: bytes) -> None:
         if p.get("content-transfer-encoding", "").lower() in ("quoted-printable", "base64"):
             body = p.get_payload(decode=False)
             assert all(len(line.rstrip("\r")) <= 76 for line in body.split("\n")), body
+
+
+# Hostile HTML shapes (issue 8). Each once crashed the renderer's process or multiplied a part.
+def deep_nesting(levels: int = 12_000, tag: str = "div", close: bool = True) -> str:
+    """A <style> block and levels nested elements around one link: css-inline 0.24 walked this
+    tree recursively and overflowed the C stack (SIGSEGV) past about 10,000 levels."""
+    inner = '<a href="https://example.com/deep">deep</a>'
+    closing = f"</{tag}>\r\n" * levels if close else ""
+    return ("<html><head><style>a { color: red; }</style></head><body>"
+            + f"<{tag}>\r\n" * levels + inner + closing + "</body></html>")
+
+
+def css_bomb(elements: int = 20_000, properties: int = 150, length: int = 50) -> str:
+    """One "*" rule of many long custom properties over many empty elements: 189 KB of this
+    grew to 182 MB inlined (1.4 GB of memory)."""
+    declarations = ";".join(f"--p{i}:" + "x" * (length - len(f"--p{i}:"))
+                            for i in range(properties))
+    return (f'<html><head><style>*{{{declarations}}}</style></head><body>'
+            '<a href="https://example.com/bomb">bomb</a>' + "<b></b>" * elements
+            + "</body></html>")
+
+
+def html_message(html: str) -> bytes:
+    return message(part("text/html", html.encode(), "utf-8", "8bit"))
+
+
+HOSTILE = {
+    "deep-nesting": lambda: html_message(deep_nesting()),
+    "deep-nesting-unclosed": lambda: html_message(deep_nesting(19_000, close=False)),
+    # a naive count reads these flat: only the thread's stack stands between them and a crash
+    "deep-nesting-stray-ends": lambda: html_message(
+        deep_nesting(9_900, tag="div></x", close=False)),
+    "deep-tables": lambda: html_message(deep_nesting(4_000, tag="table><td", close=False)),
+    "css-bomb": lambda: html_message(css_bomb()),
+    "css-bomb-big": lambda: html_message(css_bomb(elements=75_000)),
+}

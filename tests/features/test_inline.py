@@ -4,10 +4,20 @@ import threading
 
 import pytest
 
-from features.inline import inline_css
+from features.inline import InlineLimit, inline_css
 from features.render import prepare
 
-from .corpus import CTX, decoded, encode, message, part, parts_of
+from .corpus import (
+    CTX,
+    css_bomb,
+    decoded,
+    deep_nesting,
+    encode,
+    html_message,
+    message,
+    part,
+    parts_of,
+)
 
 INLINERS = ["css-inline", "premailer"]
 DOC = (
@@ -144,3 +154,81 @@ def test_placeholder_prefilter_never_skips_a_placeholder(html, expected):
     assert _may_hold_placeholder(html) is expected
     if _PLACEHOLDER.search(html):
         assert _may_hold_placeholder(html)
+
+
+def test_deep_nesting_is_not_inlined_and_the_warning_names_the_limit():
+    # 1,500 levels: css-inline copes, but the part is past the depth bound (real newsletters
+    # nest a few dozen levels); the 12,000 levels crashed the process outright.
+    raw = html_message(deep_nesting(1_500))
+    out = prepare(raw, {"inlinecss": True}).for_recipient(CTX)
+    assert out.message == raw
+    assert any("CSS not inlined" in w and "1,000 levels" in w for w in out.warnings), out.warnings
+
+
+def test_unclosed_paragraphs_and_cells_are_not_mistaken_for_depth():
+    # Sloppy markup (no </p>, </td>, </li>) reads 3,000 deep to a naive count; it is flat.
+    html = ("<style>p { color: red; }</style><table>"
+            + "<tr><td><p>cell<li>item" * 1_000 + "</table>")
+    out = inline_css(html)
+    assert out.count('style="color: red;"') == 1_000
+
+
+def test_the_deepest_tree_within_the_tag_limit_does_not_crash_the_process():
+    # The quick depth count is fooled by stray end tags ("<div></x>": 9,900 real levels, 0 by
+    # the count); css-inline then runs on its own thread, whose stack holds any tree that
+    # MAX_TAGS tags can build. Run in a child process: a crash is no exception.
+    import subprocess
+    import sys
+
+    code = ("from tests.features.corpus import deep_nesting\n"
+            "from features.inline import inline_css\n"
+            "out = inline_css(deep_nesting(9_900, tag='div></x', close=False))\n"
+            "print(out.count('<div'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["9900"]
+
+
+def test_rules_that_would_multiply_the_part_are_not_even_run():
+    # 3,000 elements x 150 properties of 50 characters: 22 MB from 24 KB.
+    raw = html_message(css_bomb(elements=3_000))
+    out = prepare(raw, {"inlinecss": True}).for_recipient(CTX)
+    assert out.message == raw
+    assert any("CSS not inlined" in w and "could grow the part past 16,777,216" in w
+               for w in out.warnings), out.warnings
+
+
+def test_an_inlined_part_over_the_output_bound_is_thrown_away():
+    # 1,000 elements: 7 MB predicted (run), 7 MB made, over the 1 MiB a small part may reach.
+    raw = html_message(css_bomb(elements=1_000))
+    out = prepare(raw, {"inlinecss": True}).for_recipient(CTX)
+    assert out.message == raw
+    assert any("CSS not inlined" in w and "inlined part is over 1,048,576" in w
+               for w in out.warnings), out.warnings
+
+
+def test_premailer_never_drops_what_is_nested_past_its_parser_limit():
+    # libxml2 silently drops everything below 256 levels: the link, and all that follows.
+    with pytest.raises(InlineLimit, match="200 levels"):
+        inline_css(deep_nesting(300), "premailer")
+    assert "https://example.com/deep" in inline_css(deep_nesting(150), "premailer")
+
+
+def test_a_real_newsletter_is_far_inside_every_limit():
+    import sys
+    from pathlib import Path
+
+    from features.htmlscan import growth, style_text, tags
+    from features.inline import MAX_DEPTH, MAX_PREDICTED
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from newsletters import newsletter
+
+    for size, links, images in [(10, 30, 6), (40, 70, 14), (120, 150, 30)]:
+        html = newsletter(size, links, images)
+        found = tags(html)
+        assert found.depth <= 20 < MAX_DEPTH
+        css = style_text(html, found.names["style"])
+        assert growth(html, css, found.names, found.starts + 8) < MAX_PREDICTED // 4
+        assert len(inline_css(html)) < 1.5 * len(html)

@@ -257,3 +257,49 @@ def token_for(ctx, index: int, url: str) -> str:
     from features.tokens import CLICK, make_token
 
     return make_token(ctx.tracking_key, CLICK, ctx.message_id, ctx.recipient_id, index, url)
+
+
+@SETTINGS
+@given(raw=mutated(), features=FEATURES)
+def test_the_click_endpoint_finds_the_links_the_render_made(raw, features):
+    # The endpoints look a token's index up in link_lists() (no inlining, no encoding): it must
+    # give the rendered message's lists, inlined or not. (premailer's serializer re-escapes
+    # hrefs with spaces or 8-bit characters: such a link then answers 404, by its URL check.)
+    from features.render import link_lists
+
+    prepared = prepare(raw, features)
+    assert link_lists(raw, features) == (prepared.links, prepared.images)
+
+
+@SETTINGS
+@given(fragments=st.lists(FRAGMENTS, max_size=25), style=st.sampled_from([
+    "", "<style>a { color: red; } img { border: 0; }</style>",
+    "<style>* { margin: 0 } @media (max-width: 600px) { a { color: blue !important } }</style>",
+]))
+def test_inlining_moves_no_link_and_changes_no_url(fragments, style):
+    from features.render import link_lists
+
+    html = "<html><head>" + style + "</head><body>" + "".join(fragments) + "</body></html>"
+    raw = message(part("text/html", html.encode(), "utf-8", "8bit"))
+    features = {"clicktracking": True, "openstracking": True, "inlinecss": True}
+    prepared = prepare(raw, features)
+    assert link_lists(raw, features) == (prepared.links, prepared.images)
+
+
+def test_the_bench_newsletters_give_the_same_links_to_the_click_endpoint():
+    import sys
+    from pathlib import Path
+
+    from features.render import link_lists
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from newsletters import message as bench_message
+    from newsletters import newsletter
+
+    features = {"clicktracking": True, "openstracking": True, "preventscam": True,
+                "inlinecss": True}
+    for size, links, images in [(10, 30, 6), (40, 70, 14), (120, 150, 30)]:
+        raw = bench_message(newsletter(size, links, images))
+        prepared = prepare(raw, features)
+        assert len(prepared.links) > links // 2
+        assert link_lists(raw, features) == (prepared.links, prepared.images)
