@@ -26,10 +26,22 @@ TRACK_URL = re.compile(r"https://t\.example/t/([co])/([A-Za-z0-9_-]+)")
 def encode(text: str, charset: str, cte: str, nl: str = "\r\n") -> bytes:
     data = text.replace("\n", nl).encode(charset)
     if cte == "quoted-printable":
-        return binascii.b2a_qp(data, istext=True)
+        # b2a_qp writes a 77-octet line where a space at column 75 becomes "=20": cut such
+        # lines, or the tests blame the renderer for input it left untouched.
+        qp = binascii.b2a_qp(data, istext=True)
+        return re.sub(rb"[^\r\n]{77,}", lambda m: _qp_cut(m, nl.encode()), qp)
     if cte == "base64":
         return base64.encodebytes(data).replace(b"\n", nl.encode())
     return data
+
+
+def _qp_cut(m: re.Match, nl: bytes) -> bytes:
+    line, out = m.group(0), []
+    while len(line) > 76:
+        cut = 75 - (line[74:75] == b"=") - 2 * (line[73:74] == b"=")  # not inside "=XX"
+        out.append(line[:cut] + b"=" + nl)
+        line = line[cut:]
+    return b"".join(out) + line
 
 
 def part(ctype: str, body: bytes, charset: str | None = None, cte: str | None = None,

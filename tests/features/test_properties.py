@@ -218,6 +218,8 @@ PLAIN_TOKENS = st.sampled_from([
          ids=(1234, 5678))  # a tracking URL of exactly 76 with text after it
 @example(tokens=["https://e.x/a", " ", "z" * 146, "."], cte="quoted-printable", nl="\n",
          url_length=60, ids=(1, 2))  # a long line whose cut leaves its final "." alone
+@example(tokens=["x" * 74, " ", "\n"], cte="quoted-printable", nl="\r\n", url_length=72,
+         ids=(0, 0))  # the input's own space at column 75 (b2a_qp made that line 77 octets)
 @given(
     tokens=st.lists(PLAIN_TOKENS, min_size=1, max_size=25),
     cte=st.sampled_from(["7bit", "8bit", "quoted-printable", "base64"]),
