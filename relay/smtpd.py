@@ -147,6 +147,27 @@ class RelaySMTP(SMTP):
         self.transport = self._tls_protocol._app_transport
         self._tls_protocol.connection_made(transport)
 
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The session's transport; None once it is closing, as after connection_lost.
+
+        aiosmtpd's command loop runs ``while self.transport is not None`` and closes the
+        transport after ``502 Too many unrecognized commands``, then goes on with every line
+        already buffered: each reply would be written to the closing TLS transport (which
+        raises after a second close). Reading a closing transport as None ends the loop there.
+        """
+        transport = self._smtp_transport
+        return None if transport is None or transport.is_closing() else transport
+
+    @transport.setter
+    def transport(self, value: asyncio.BaseTransport | None) -> None:
+        self._smtp_transport = value
+
+    def _close(self) -> None:
+        transport = self._smtp_transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
@@ -159,7 +180,7 @@ class RelaySMTP(SMTP):
                         self.peer_ip, self.role)
             if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
                 await self.push("421 4.7.0 Too many connections from your address, try later")
-            self.transport.close()
+            self._close()
             return
         if self.role == ROLE_TLS and not await self._tls_handshake("implicit TLS"):
             return
@@ -191,7 +212,7 @@ class RelaySMTP(SMTP):
         except Exception as exc:  # noqa: BLE001 - every failure ends the same way
             log.info("TLS handshake failed (%s) from %s: %s", kind, self.peer_ip,
                      _tls_failure(exc))
-            self.transport.close()
+            self._close()
             # The TLS layer never made us its protocol, so nobody else tells us the
             # connection is gone (aiosmtpd does the same after a failed STARTTLS).
             self.connection_lost(exc)
@@ -207,6 +228,8 @@ class RelaySMTP(SMTP):
         return True
 
     def _timeout_cb(self) -> None:
+        if self.transport is None:  # already closing: connection_lost follows
+            return
         idle = self.loop.time() - self._last_activity
         if idle < self._timeout_duration:
             # DATA lines count as activity; aiosmtpd only counts commands. (The base method:
@@ -214,11 +237,8 @@ class RelaySMTP(SMTP):
             super()._reset_timeout(self._timeout_duration - idle)
             return
         log.info("idle timeout for %s", self.peer_ip)
-        try:
-            closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
-            self._writer.write(self._after_held(closing))
-        except Exception:  # noqa: BLE001 - the transport may already be gone
-            pass
+        closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
+        self._writer.write(self._after_held(closing))
         super()._timeout_cb()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
@@ -226,7 +246,13 @@ class RelaySMTP(SMTP):
         super()._reset_timeout(duration)
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("session error from %s", self.peer_ip)
+        if self.transport is None:
+            # The connection closed under a command (the client left, a timeout): nobody is
+            # left to answer, and this is no fault of ours.
+            log.info("session from %s ended during a command: %s", self.peer_ip,
+                     printable(f"{type(error).__name__}: {error}"))
+        else:
+            log.exception("session error from %s", self.peer_ip)
         return "451 4.3.0 Internal error, try again later"
 
     # -- replies ------------------------------------------------------------------------
@@ -268,6 +294,11 @@ class RelaySMTP(SMTP):
         return data
 
     async def _write(self, data: bytes) -> None:
+        if self.transport is None:
+            # Closing or closed: what is left unsaid cannot reach the client (and a write to
+            # a closing TLS transport raises).
+            self._held_replies.clear()
+            return
         self._writer.write(self._after_held(data))
         await self._writer.drain()
 
