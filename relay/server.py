@@ -6,7 +6,6 @@ import asyncio
 import asyncio.sslproto
 import logging
 import signal
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from django.conf import settings
 from features.services import bounce_ids
 
 from . import tls
+from .limits import ByteBudget, ConnectionCounts
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
 from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP
@@ -76,30 +76,29 @@ class RelayServer:
         self.mx_max_size = min(settings.SMTP_MX_MAX_SIZE, settings.SMTP_MAX_MESSAGE_SIZE)
         self.mx_max_recipients = min(MX_MAX_RECIPIENTS, self.max_recipients)
         self.idle_timeout = settings.SMTP_IDLE_TIMEOUT
-        self.max_per_ip = settings.SMTP_MAX_CONNECTIONS_PER_IP
+        self.counts = ConnectionCounts(
+            settings.SMTP_MAX_CONNECTIONS_PER_IP, settings.SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP
+        )
+        # Bytes of DATA held in memory for sessions without AUTH (the mx role), all together.
+        self.unauth_data = ByteBudget(settings.SMTP_UNAUTH_DATA_BUDGET)
         self.tls_handshake_timeout = settings.SMTP_TLS_HANDSHAKE_TIMEOUT
         self.cert_file = settings.TLS_CERT_FILE
         self.key_file = settings.TLS_KEY_FILE
-        self.connections: dict[str, int] = defaultdict(int)
         self._last_used: dict[int, float] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._stopping: asyncio.Event | None = None
 
     # -- bookkeeping used by sessions ---------------------------------------------------
 
-    def connection_opened(self, ip: str | None) -> bool:
-        """Count a new connection; False when the IP is at its cap (the session says 421)."""
-        key = ip or "?"
-        if self.max_per_ip and self.connections[key] >= self.max_per_ip:
-            return False
-        self.connections[key] += 1
-        return True
+    def connection_opened(self, ip: str | None) -> str | None:
+        """Count a new connection; why it is refused (the session says 421), or None."""
+        return self.counts.open(ip)
 
-    def connection_closed(self, ip: str | None) -> None:
-        key = ip or "?"
-        self.connections[key] -= 1
-        if self.connections[key] <= 0:
-            del self.connections[key]
+    def connection_authenticated(self, ip: str | None) -> None:
+        self.counts.authenticated(ip)
+
+    def connection_closed(self, ip: str | None, authenticated: bool) -> None:
+        self.counts.close(ip, authenticated)
 
     def login_used(self, login_id: int) -> None:
         now = self.loop.time()

@@ -107,7 +107,9 @@ class RelaySMTP(SMTP):
         self.tls_version = ""
         self.tls_cipher = ""
         self._counted = False
-        self._refused = False
+        self._counted_unauth = False  # counted among the IP's connections without AUTH
+        self._refused: str | None = None  # why the connection is refused at accept
+        self._data_held = 0  # bytes of this session's DATA charged to server.unauth_data
         self._last_activity = 0.0
 
     # -- connection ---------------------------------------------------------------------
@@ -125,8 +127,8 @@ class RelaySMTP(SMTP):
             # plain TCP server and the session starts TLS itself (see _tls_handshake).
             peer = transport.get_extra_info("peername")
             self.peer_ip = peer[0] if peer else None
-            self._refused = not self.server.connection_opened(self.peer_ip)
-            self._counted = not self._refused
+            self._refused = self.server.connection_opened(self.peer_ip)
+            self._counted = self._counted_unauth = self._refused is None
             if self.role == ROLE_TLS and not self._refused:
                 self._start_implicit_tls(transport)
 
@@ -171,13 +173,13 @@ class RelaySMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
-            self.server.connection_closed(self.peer_ip)
+            self.server.connection_closed(self.peer_ip, authenticated=not self._counted_unauth)
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
         if self._refused:
-            log.warning("refused connection from %s (%s port): too many connections from this IP",
-                        self.peer_ip, self.role)
+            log.warning("refused connection from %s (%s port): %s", self.peer_ip, self.role,
+                        self._refused)
             if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
                 await self.push("421 4.7.0 Too many connections from your address, try later")
             self._close()
@@ -492,6 +494,9 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
+        if self._counted_unauth:
+            self._counted_unauth = False
+            self.server.connection_authenticated(self.peer_ip)
         self.data_size_limit = self.server.max_size  # an authenticated submission on any role
         log.info("AUTH ok: ip=%s username='%s' verified=%s", self.peer_ip, log_username(user),
                  "cache" if outcome.cached else "argon2")
@@ -532,6 +537,10 @@ class RelaySMTP(SMTP):
                 params = parse_mail_params(rest, self.data_size_limit)
             except ParamError as exc:
                 error = str(exc)
+        if error is None and params.size and not self.authenticated:
+            free = self.server.unauth_data.free()
+            if free is not None and params.size > free:
+                error = _NO_ROOM  # RFC 1870 6.1: a size we cannot take now, but may later
         if error is not None:
             log.info("MAIL refused from %s: %s", self.peer_ip, printable(error))
             await self.push(error)
@@ -643,8 +652,12 @@ class RelaySMTP(SMTP):
                             problem, buf = "bare", None
                         elif len(block) > LINE_MAX and max(map(len, block.split(b"\r\n"))) > 998:
                             problem, buf = "long", None
+                        elif not self._hold(len(block)):
+                            problem, buf = "busy", None
                         else:
                             buf += block
+                        if buf is None:
+                            self._release()
                     if end >= 0:
                         break
                     continue
@@ -655,6 +668,7 @@ class RelaySMTP(SMTP):
                 # up to the next CRLF is still that line, never a line start (so never ".").
                 await reader.read(exc.consumed)
                 problem, buf, continuation = problem or "long", None, True
+                self._release()
                 continue
             self._last_activity = loop.time()
             if continuation:
@@ -674,11 +688,37 @@ class RelaySMTP(SMTP):
                 problem, buf = "big", None
             elif line.count(b"\n") != 1 or line.count(b"\r") != 1:
                 problem, buf = "bare", None
+            elif not self._hold(len(line)):
+                problem, buf = "busy", None
             else:
                 buf += line
+            if buf is None:
+                self._release()
         return buf, size, problem
 
+    def _hold(self, n: int) -> bool:
+        """Charge ``n`` more bytes of this session's DATA to the budget for unauthenticated
+        DATA (an authenticated session is not charged); False past that budget."""
+        if self.authenticated:
+            return True
+        if not self.server.unauth_data.take(n):
+            return False
+        self._data_held += n
+        return True
+
+    def _release(self) -> None:
+        """Give back what _hold charged: the message is stored, refused or dropped."""
+        if self._data_held:
+            self.server.unauth_data.give(self._data_held)
+            self._data_held = 0
+
     async def smtp_DATA(self, arg: str) -> None:
+        try:
+            await self._data(arg)
+        finally:
+            self._release()  # also when the client goes away mid-message
+
+    async def _data(self, arg: str) -> None:
         if await self.check_helo_needed():
             return
         if await self._refuse_unauthenticated():
@@ -690,9 +730,15 @@ class RelaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         queue_id = new_queue_id()
-        buf: bytearray | None = bytearray(self.received_header(queue_id))
+        header = self.received_header(queue_id)
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        buf, size, problem = await self._read_message(buf)
+        # No reference to the buffer is kept here, so that a refused message's bytes go as
+        # soon as the reader drops them, not when the client's final dot arrives.
+        if self._hold(len(header)):
+            buf, size, problem = await self._read_message(bytearray(header))
+        else:
+            buf, size, problem = await self._read_message(None)
+            problem = problem or "busy"
         limit = self.data_size_limit
         envelope = self.envelope
         self._set_post_data_state()
@@ -703,6 +749,12 @@ class RelaySMTP(SMTP):
         if problem == "long":
             log.warning("DATA refused from %s: line over 998 octets", self.peer_ip)
             await self.push("500 5.5.2 Line too long: at most 998 octets per line")
+            return
+        if problem == "busy":
+            log.warning("DATA refused from %s: %d octets without AUTH would pass "
+                        "SMTP_UNAUTH_DATA_BUDGET (%d octets held)", self.peer_ip, size,
+                        self.server.unauth_data.held)
+            await self.push(_NO_ROOM)
             return
         if problem == "big" or (limit and size > limit):
             log.warning("DATA refused from %s: %d octets over the limit", self.peer_ip, size)
@@ -741,6 +793,9 @@ class RelaySMTP(SMTP):
             login.username if login else "-", self.peer_ip, self.tls_version or "-",
         )
         await self.push(f"250 2.0.0 Ok: queued as {queue_id}")
+
+
+_NO_ROOM = "452 4.3.1 Insufficient system storage, try again later"
 
 
 def _tls_failure(exc: BaseException) -> str:

@@ -197,6 +197,10 @@ SMTP_MX_ADDRESSES = env.list("SMTP_MX_ADDRESSES", default=["postmaster", "abuse"
 SMTP_MX_MAX_SIZE = env_int(env, "SMTP_MX_MAX_SIZE", 10 * 1024 * 1024, minimum=1)
 SMTP_IDLE_TIMEOUT = env_float(env, "SMTP_IDLE_TIMEOUT", 300, positive=True)
 SMTP_MAX_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_CONNECTIONS_PER_IP", 100, minimum=0)
+# Anyone can connect; only an AUTH shows a customer: far fewer per IP until then.
+SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP", 10,
+                                             minimum=0)
+SMTP_UNAUTH_DATA_BUDGET = env_int(env, "SMTP_UNAUTH_DATA_BUDGET", 64 * 1024 * 1024, minimum=0)
 SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10, positive=True)
 # uvloop: TLS in C (Cython), about half the CPU per new TLS connection; asyncio is the fallback.
 SMTP_EVENT_LOOP = env_choice(env, "SMTP_EVENT_LOOP", "uvloop", ["uvloop", "asyncio"])
