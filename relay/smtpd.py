@@ -92,7 +92,7 @@ class RelaySMTP(SMTP):
             ident="smtpeter ESMTP",
             tls_context=server.tls_context if starttls else None,
             require_starttls=False,  # we answer 538/530 with the codes the product wants
-            timeout=server.idle_timeout,
+            timeout=server.preauth_idle_timeout,  # server.idle_timeout once greeted/AUTHed
             auth_required=False,  # checked in check_auth_needed, per role
             auth_require_tls=True,
             loop=server.loop,
@@ -108,7 +108,7 @@ class RelaySMTP(SMTP):
         self.tls_cipher = ""
         self._counted = False
         self._counted_unauth = False  # counted among the IP's connections without AUTH
-        self._refused: str | None = None  # why the connection is refused at accept
+        self._refused: str | None = None  # the 421 reply that refuses the connection
         self._data_held = 0  # bytes of this session's DATA charged to server.unauth_data
         self._last_activity = 0.0
 
@@ -127,7 +127,7 @@ class RelaySMTP(SMTP):
             # plain TCP server and the session starts TLS itself (see _tls_handshake).
             peer = transport.get_extra_info("peername")
             self.peer_ip = peer[0] if peer else None
-            self._refused = self.server.connection_opened(self.peer_ip)
+            self._refused = self.server.connection_opened(self.peer_ip, self.role)
             self._counted = self._counted_unauth = self._refused is None
             if self.role == ROLE_TLS and not self._refused:
                 self._start_implicit_tls(transport)
@@ -178,10 +178,8 @@ class RelaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refused:
-            log.warning("refused connection from %s (%s port): %s", self.peer_ip, self.role,
-                        self._refused)
             if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
-                await self.push("421 4.7.0 Too many connections from your address, try later")
+                await self.push(self._refused)
             self._close()
             return
         if self.role == ROLE_TLS and not await self._tls_handshake("implicit TLS"):
@@ -346,6 +344,7 @@ class RelaySMTP(SMTP):
         self._set_rset_state()
         self.session.extended_smtp = True
         self.session.host_name = hostname
+        self._greeted()
         lines = [
             self.hostname, "PIPELINING", f"SIZE {self.data_size_limit}", "8BITMIME",
             "ENHANCEDSTATUSCODES", "DSN",
@@ -358,12 +357,19 @@ class RelaySMTP(SMTP):
             [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
         )
 
+    def _greeted(self) -> None:
+        # The mx role serves other MTAs, which never AUTH: a greeting earns them the full idle
+        # timeout (RFC 5321 4.5.3.2.7). Submission clients wait for their AUTH.
+        if self.role == ROLE_MX:
+            self._timeout_duration = self.server.idle_timeout
+
     async def smtp_HELO(self, hostname: str | None) -> None:
         if await self._bad_greeting("HELO", hostname):
             return
         self._set_rset_state()
         self.session.extended_smtp = False
         self.session.host_name = hostname
+        self._greeted()
         await self._push_lines([f"250 {self.hostname}"])
 
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -497,6 +503,7 @@ class RelaySMTP(SMTP):
         if self._counted_unauth:
             self._counted_unauth = False
             self.server.connection_authenticated(self.peer_ip)
+        self._timeout_duration = self.server.idle_timeout
         self.data_size_limit = self.server.max_size  # an authenticated submission on any role
         log.info("AUTH ok: ip=%s username='%s' verified=%s", self.peer_ip, log_username(user),
                  "cache" if outcome.cached else "argon2")

@@ -196,6 +196,9 @@ BOUNCE_DOMAIN = env("BOUNCE_DOMAIN", default="bounces.localhost")
 SMTP_MX_ADDRESSES = env.list("SMTP_MX_ADDRESSES", default=["postmaster", "abuse", "fbl"])
 SMTP_MX_MAX_SIZE = env_int(env, "SMTP_MX_MAX_SIZE", 10 * 1024 * 1024, minimum=1)
 SMTP_IDLE_TIMEOUT = env_float(env, "SMTP_IDLE_TIMEOUT", 300, positive=True)
+SMTP_PREAUTH_IDLE_TIMEOUT = env_float(env, "SMTP_PREAUTH_IDLE_TIMEOUT", 30, positive=True)
+# Kept below the descriptor limit by runsmtp itself (relay.limits.connection_cap).
+SMTP_MAX_CONNECTIONS = env_int(env, "SMTP_MAX_CONNECTIONS", 10000, minimum=1)
 SMTP_MAX_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_CONNECTIONS_PER_IP", 100, minimum=0)
 # Anyone can connect; only an AUTH shows a customer: far fewer per IP until then.
 SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP", 10,
