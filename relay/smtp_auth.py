@@ -15,6 +15,9 @@
   same address (NAT) lock out a login whose password is right. Nothing counts failures per
   username across addresses: passwords are ~190 random bits, and the argon2 work that
   spread-out guessing costs is bounded by the queue below.
+- At most SMTP_AUTH_MAX_PENDING argon2 checks wait or run at once; past that an attempt that
+  needs one is refused at once (454 4.7.0), so a flood of wrong AUTHs from many addresses
+  cannot queue up CPU work or delay anyone else; cached pairs do not need a check.
 - Uncached checks from one IP run one at a time, so a second concurrent attempt from the same IP
   waits for the first one's result and sees the failure it counted. Identical credentials being
   checked concurrently (a client opening ten connections at once) share one argon2 check.
@@ -63,6 +66,7 @@ class LoginInfo:
 class Outcome:
     login: LoginInfo | None = None
     throttled: bool = False
+    busy: bool = False  # refused because too many argon2 checks are pending
     cached: bool = False  # verified from the cache, without argon2
 
 
@@ -213,6 +217,9 @@ class Authenticator:
         limit, window = settings.SMTP_AUTH_MAX_FAILURES, settings.SMTP_AUTH_FAILURE_WINDOW
         self.failures = FailureCounter(limit, window)  # per (IP, username): guessing
         self.usernames = DistinctCounter(limit, window)  # failed usernames per IP: stuffing
+        self.max_pending = settings.SMTP_AUTH_MAX_PENDING
+        self.pending = 0  # argon2 checks handed to argon_pool and not finished
+        self._busy_refused = 0  # refused because of max_pending since the last log line
         self._cache: dict[bytes, tuple[str, float]] = {}
         self._inflight: dict[bytes, asyncio.Future] = {}
         self._ip_locks: dict[str, list] = {}  # ip -> [lock, users]
@@ -237,6 +244,14 @@ class Authenticator:
                         log_username(username))
             return True
         return False
+
+    def _log_busy(self, ip: str, username: str) -> None:
+        # One line per 100 refusals: a flood of them is what this limit is there for.
+        if self._busy_refused % 100 == 0:
+            log.warning("AUTH refused: ip=%s username='%s' (argon2 queue full: %d checks "
+                        "pending, SMTP_AUTH_MAX_PENDING; %d such refusals before this one)", ip,
+                        log_username(username), self.pending, self._busy_refused)
+        self._busy_refused += 1
 
     async def check(self, ip: str, username: str, password: str) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -276,8 +291,17 @@ class Authenticator:
                 # Attempts that waited for this IP's previous check see what it counted.
                 if self._guessing(ip, username) or self._stuffing(ip, username):
                     return Outcome(throttled=True)
+                if self.pending >= self.max_pending:
+                    self._log_busy(ip, username)
+                    return Outcome(throttled=True, busy=True)
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.argon_pool, verify, username, password)
+                self.pending += 1
+                try:
+                    result = await loop.run_in_executor(
+                        self.argon_pool, verify, username, password
+                    )
+                finally:
+                    self.pending -= 1
                 user = _user_key(username)
                 if result is None:
                     self.failures.add((ip, user))

@@ -492,6 +492,11 @@ class RelaySMTP(SMTP):
             log.warning("AUTH with undecodable credentials from %s", self.peer_ip)
             return AuthResult(success=False, handled=False)
         outcome = await self.server.auth.check(self.peer_ip or "", user, pw)
+        if outcome.busy:
+            return AuthResult(
+                success=False, handled=False,
+                message="454 4.7.0 Too many authentication checks in progress, try again later",
+            )
         if outcome.throttled:
             return AuthResult(
                 success=False, handled=False,
