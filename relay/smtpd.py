@@ -624,8 +624,11 @@ class RelaySMTP(SMTP):
         lines.append("\t" + email.utils.format_datetime(email.utils.localtime()))
         return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
 
-    async def _read_message(self, buf: bytearray) -> tuple[bytearray | None, int, str | None]:
-        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem).
+    async def _read_message(
+        self, buf: bytearray | None
+    ) -> tuple[bytearray | None, int, str | None]:
+        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem);
+        with ``buf`` None the message is read to its end and dropped.
 
         Complete lines already buffered by the reader are taken as one block (found by peeking
         at the StreamReader's buffer, as aiosmtpd itself does for STARTTLS) and checked with
