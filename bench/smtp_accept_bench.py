@@ -160,6 +160,7 @@ class Runsmtp:
             SMTP_MX_PORTS="",
             SMTP_HOSTNAME="bench.test",
             SMTP_MAX_CONNECTIONS_PER_IP="0",
+            SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP="0",
             LOG_LEVEL="WARNING",
         )
         self.env.pop("DATABASE_URL", None)

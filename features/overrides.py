@@ -5,6 +5,7 @@ Cheap enough for the SMTP accept path: only the header block is looked at, with 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 HEADER_FEATURES = {
     b"x-smtpeter-trackclicks": "clicktracking",
@@ -14,6 +15,10 @@ HEADER_FEATURES = {
     b"x-smtpeter-inlinecss": "inlinecss",
 }
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Tags are client text stored in a JSON column and shown on pages: PostgreSQL's jsonb refuses
+# NUL, and control or format characters (escapes, bidi overrides) have no place in a label.
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 100  # characters
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
 
 
@@ -23,10 +28,27 @@ def header_block(raw: bytes) -> bytes:
     return raw[: end.start()] if end else raw
 
 
+def clean_tags(tags: list[str]) -> list[str]:
+    """At most MAX_TAGS distinct tags, in order, each without control or format characters
+    (Unicode Cc, Cf), trimmed, cut to MAX_TAG_LENGTH characters; empty ones dropped."""
+    cleaned: list[str] = []
+    for tag in tags:
+        if len(tag) > 4 * MAX_TAG_LENGTH:  # what a long tag may lose below, and no more work
+            tag = tag[: 4 * MAX_TAG_LENGTH]
+        tag = "".join(ch for ch in tag if unicodedata.category(ch) not in ("Cc", "Cf"))
+        tag = tag.strip()[:MAX_TAG_LENGTH].strip()
+        if tag and tag not in cleaned:
+            cleaned.append(tag)
+            if len(cleaned) == MAX_TAGS:
+                break
+    return cleaned
+
+
 def read_overrides(raw: bytes) -> tuple[dict[str, bool], list[str]]:
     """Feature overrides ({feature: bool}) and tags named by X-SMTPeter-* headers.
 
     Values other than true/false (any case) are ignored; the last header of a kind wins.
+    Tags come from every X-SMTPeter-Tags header, comma-separated, through clean_tags.
     """
     features: dict[str, bool] = {}
     tags: list[str] = []
@@ -36,8 +58,8 @@ def read_overrides(raw: bytes) -> tuple[dict[str, bool], list[str]]:
         if name in HEADER_FEATURES and value.lower() in ("true", "false"):
             features[HEADER_FEATURES[name]] = value.lower() == "true"
         elif name == b"x-smtpeter-tags":
-            tags.extend(t.strip() for t in value.split(",") if t.strip())
-    return features, tags
+            tags.extend(value.split(","))
+    return features, clean_tags(tags)
 
 
 def apply_overrides(featureset: dict[str, bool], raw: bytes) -> tuple[dict[str, bool], list[str]]:

@@ -6,7 +6,6 @@ import asyncio
 import asyncio.sslproto
 import logging
 import signal
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from django.conf import settings
 from features.services import bounce_ids
 
 from . import tls
+from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
 from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP
@@ -28,6 +28,7 @@ log = logging.getLogger("relay.server")
 TLS_READ_BUFFER = 17 * 1024
 ROLES = ("submission", "mx")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
+AT_CAP_LOG_EVERY = 60.0  # seconds between log lines while connections are refused at the cap
 MX_MAX_RECIPIENTS = 10  # per message on the mx role without AUTH (a bounce has one)
 
 
@@ -76,30 +77,52 @@ class RelayServer:
         self.mx_max_size = min(settings.SMTP_MX_MAX_SIZE, settings.SMTP_MAX_MESSAGE_SIZE)
         self.mx_max_recipients = min(MX_MAX_RECIPIENTS, self.max_recipients)
         self.idle_timeout = settings.SMTP_IDLE_TIMEOUT
-        self.max_per_ip = settings.SMTP_MAX_CONNECTIONS_PER_IP
+        # Until a submission session has authenticated (an mx one has greeted): never longer.
+        self.preauth_idle_timeout = min(settings.SMTP_PREAUTH_IDLE_TIMEOUT, self.idle_timeout)
+        self.counts = ConnectionCounts(
+            settings.SMTP_MAX_CONNECTIONS, settings.SMTP_MAX_CONNECTIONS_PER_IP,
+            settings.SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP,
+        )
+        self._cap_refused = 0  # connections refused at the cap since its last log line
+        self._cap_logged_at: float | None = None
+        # Bytes of DATA held in memory for sessions without AUTH (the mx role), all together.
+        self.unauth_data = ByteBudget(settings.SMTP_UNAUTH_DATA_BUDGET)
         self.tls_handshake_timeout = settings.SMTP_TLS_HANDSHAKE_TIMEOUT
         self.cert_file = settings.TLS_CERT_FILE
         self.key_file = settings.TLS_KEY_FILE
-        self.connections: dict[str, int] = defaultdict(int)
         self._last_used: dict[int, float] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._stopping: asyncio.Event | None = None
 
     # -- bookkeeping used by sessions ---------------------------------------------------
 
-    def connection_opened(self, ip: str | None) -> bool:
-        """Count a new connection; False when the IP is at its cap (the session says 421)."""
-        key = ip or "?"
-        if self.max_per_ip and self.connections[key] >= self.max_per_ip:
-            return False
-        self.connections[key] += 1
-        return True
+    def connection_opened(self, ip: str | None, role: str) -> str | None:
+        """Count a new connection; None, or the 421 reply that refuses it (logged here)."""
+        refused = self.counts.open(ip)
+        if refused is None:
+            return None
+        why, reply = refused
+        if reply != AT_CAP:
+            log.warning("refused connection from %s (%s port): %s", ip, role, why)
+            return reply
+        # At the cap, one line a minute: a flood of connections must not flood the log too.
+        self._cap_refused += 1
+        now = self.loop.time()
+        if self._cap_logged_at is None or now - self._cap_logged_at >= AT_CAP_LOG_EVERY:
+            log.warning(
+                "connection cap reached: %d connections open, new ones refused with 421 4.7.0 "
+                "(%d refused since the last such line; SMTP_MAX_CONNECTIONS, descriptor "
+                "limit %d)", self.counts.total, self._cap_refused, self.fd_limit,
+            )
+            self._cap_logged_at = now
+            self._cap_refused = 0
+        return reply
 
-    def connection_closed(self, ip: str | None) -> None:
-        key = ip or "?"
-        self.connections[key] -= 1
-        if self.connections[key] <= 0:
-            del self.connections[key]
+    def connection_authenticated(self, ip: str | None) -> None:
+        self.counts.authenticated(ip)
+
+    def connection_closed(self, ip: str | None, authenticated: bool) -> None:
+        self.counts.close(ip, authenticated)
 
     def login_used(self, login_id: int) -> None:
         now = self.loop.time()
@@ -123,6 +146,10 @@ class RelayServer:
     async def start(self) -> None:
         asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         self.loop = asyncio.get_running_loop()
+        self.fd_limit = descriptor_limit()  # runsmtp has raised it to the hard limit
+        self.counts.max_total = connection_cap(settings.SMTP_MAX_CONNECTIONS, self.fd_limit)
+        log.info("connection cap %d (SMTP_MAX_CONNECTIONS %d, descriptor limit %d)",
+                 self.counts.max_total, settings.SMTP_MAX_CONNECTIONS, self.fd_limit)
         self.tls_context = tls.server_context(self.cert_file, self.key_file)
         self.writer = GroupWriter(self.loop)
         self.writer.start()

@@ -5,11 +5,19 @@
   password) together with the password hash it matched. A hit re-reads the login row (one
   indexed query) and counts only while that hash and the enabled flag are unchanged, and for at
   most SMTP_AUTH_CACHE_TTL seconds.
-- Failures are counted per client IP and per username (keyed by a digest: a username may be
-  12 KB) within SMTP_AUTH_FAILURE_WINDOW; at SMTP_AUTH_MAX_FAILURES further attempts are
-  refused (454 4.7.0) without an argon2 check. A pair already in the cache still passes a
-  username throttle, so guessing at a login's password cannot lock out the application that
-  uses it; an IP throttle refuses everything from that IP.
+- Failures are counted within SMTP_AUTH_FAILURE_WINDOW, keyed by digests (a username may be
+  12 KB), in two ways, each with the limit SMTP_AUTH_MAX_FAILURES:
+  guessing: failures per (IP, username); at the limit that username is refused from that IP
+  (454 4.7.0), right password or not, cached or not;
+  stuffing: distinct usernames that failed from one IP; at the limit that IP gets no more
+  argon2 checks (454 4.7.0), but pairs in the verified cache still pass.
+  So neither failures from other addresses nor another application's failures behind the
+  same address (NAT) lock out a login whose password is right. Nothing counts failures per
+  username across addresses: passwords are ~190 random bits, and the argon2 work that
+  spread-out guessing costs is bounded by the queue below.
+- At most SMTP_AUTH_MAX_PENDING argon2 checks wait or run at once; past that an attempt that
+  needs one is refused at once (454 4.7.0), so a flood of wrong AUTHs from many addresses
+  cannot queue up CPU work or delay anyone else; cached pairs do not need a check.
 - Uncached checks from one IP run one at a time, so a second concurrent attempt from the same IP
   waits for the first one's result and sees the failure it counted. Identical credentials being
   checked concurrently (a client opening ten connections at once) share one argon2 check.
@@ -36,11 +44,10 @@ _MAX_ENTRIES = 20_000
 USERNAME_LOG_MAX = 100  # a username may be 12 KB, or a password typed into the wrong field
 
 
-def _user_key(username: str) -> str:
+def _user_key(username: str) -> bytes:
     """The failure counters' key for a username: a 128-bit digest, so that 20,000 counted
     usernames of up to 12 KB each cost no more than short ones."""
-    digest = hashlib.blake2b(username.encode("utf-8", "surrogateescape"), digest_size=16)
-    return "user:" + digest.hexdigest()
+    return hashlib.blake2b(username.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
 def log_username(username: str) -> str:
@@ -59,6 +66,7 @@ class LoginInfo:
 class Outcome:
     login: LoginInfo | None = None
     throttled: bool = False
+    busy: bool = False  # refused because too many argon2 checks are pending
     cached: bool = False  # verified from the cache, without argon2
 
 
@@ -138,9 +146,9 @@ class FailureCounter:
     def __init__(self, limit: int, window: float):
         self.limit = limit
         self.window = window
-        self._events: dict[str, deque[float]] = {}
+        self._events: dict = {}
 
-    def _recent(self, key: str, now: float) -> deque[float] | None:
+    def _recent(self, key, now: float) -> deque[float] | None:
         events = self._events.get(key)
         if events is None:
             return None
@@ -151,18 +159,54 @@ class FailureCounter:
             return None
         return events
 
-    def blocked(self, key: str) -> bool:
+    def blocked(self, key) -> bool:
         if self.limit <= 0:
             return False
         events = self._recent(key, time.monotonic())
         return events is not None and len(events) >= self.limit
 
-    def add(self, key: str) -> None:
+    def add(self, key) -> None:
         now = time.monotonic()
         if len(self._events) > _MAX_ENTRIES:
             for k in list(self._events):
                 self._recent(k, now)
         self._events.setdefault(key, deque()).append(now)
+
+    def clear(self, key) -> None:
+        self._events.pop(key, None)
+
+
+class DistinctCounter:
+    """Per key, the distinct values seen within a sliding window (each with its last time)."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+        self._seen: dict[str, dict[bytes, float]] = {}
+
+    def _recent(self, key: str, now: float) -> dict[bytes, float] | None:
+        seen = self._seen.get(key)
+        if seen is None:
+            return None
+        for value in [v for v, t in seen.items() if t <= now - self.window]:
+            del seen[value]
+        if not seen:
+            del self._seen[key]
+            return None
+        return seen
+
+    def blocked(self, key: str) -> bool:
+        if self.limit <= 0:
+            return False
+        seen = self._recent(key, time.monotonic())
+        return seen is not None and len(seen) >= self.limit
+
+    def add(self, key: str, value: bytes) -> None:
+        now = time.monotonic()
+        if len(self._seen) > _MAX_ENTRIES:
+            for k in list(self._seen):
+                self._recent(k, now)
+        self._seen.setdefault(key, {})[value] = now
 
 
 class Authenticator:
@@ -170,9 +214,12 @@ class Authenticator:
         self.argon_pool = argon_pool
         self.db_pool = db_pool
         self.ttl = settings.SMTP_AUTH_CACHE_TTL
-        self.failures = FailureCounter(
-            settings.SMTP_AUTH_MAX_FAILURES, settings.SMTP_AUTH_FAILURE_WINDOW
-        )
+        limit, window = settings.SMTP_AUTH_MAX_FAILURES, settings.SMTP_AUTH_FAILURE_WINDOW
+        self.failures = FailureCounter(limit, window)  # per (IP, username): guessing
+        self.usernames = DistinctCounter(limit, window)  # failed usernames per IP: stuffing
+        self.max_pending = settings.SMTP_AUTH_MAX_PENDING
+        self.pending = 0  # argon2 checks handed to argon_pool and not finished
+        self._busy_refused = 0  # refused because of max_pending since the last log line
         self._cache: dict[bytes, tuple[str, float]] = {}
         self._inflight: dict[bytes, asyncio.Future] = {}
         self._ip_locks: dict[str, list] = {}  # ip -> [lock, users]
@@ -183,11 +230,32 @@ class Authenticator:
         data = f"{len(username)}:{username}:{password}".encode("utf-8", "surrogateescape")
         return hmac.new(self._secret, data, hashlib.sha256).digest()
 
+    def _guessing(self, ip: str, username: str) -> bool:
+        if self.failures.blocked((ip, _user_key(username))):
+            log.warning("AUTH throttled: ip=%s username='%s' (too many failures for this "
+                        "username from this IP)", ip, log_username(username))
+            return True
+        return False
+
+    def _stuffing(self, ip: str, username: str) -> bool:
+        if self.usernames.blocked(ip):
+            log.warning("AUTH throttled: ip=%s username='%s' (failures for too many usernames "
+                        "from this IP; only verified credentials pass)", ip,
+                        log_username(username))
+            return True
+        return False
+
+    def _log_busy(self, ip: str, username: str) -> None:
+        # One line per 100 refusals: a flood of them is what this limit is there for.
+        if self._busy_refused % 100 == 0:
+            log.warning("AUTH refused: ip=%s username='%s' (argon2 queue full: %d checks "
+                        "pending, SMTP_AUTH_MAX_PENDING; %d such refusals before this one)", ip,
+                        log_username(username), self.pending, self._busy_refused)
+        self._busy_refused += 1
+
     async def check(self, ip: str, username: str, password: str) -> Outcome:
         loop = asyncio.get_running_loop()
-        if self.failures.blocked("ip:" + ip):
-            log.warning("AUTH throttled: ip=%s username='%s' (too many failures from this IP)",
-                        ip, log_username(username))
+        if self._guessing(ip, username):
             return Outcome(throttled=True)
         key = self._key(username, password)
         cached = self._cache.get(key)
@@ -197,11 +265,7 @@ class Authenticator:
                 if row is not None and row[1] == cached[0] and row[2]:
                     return Outcome(login=LoginInfo(row[0], username, row[3]), cached=True)
             self._cache.pop(key, None)
-        if self.failures.blocked(_user_key(username)):
-            log.warning(
-                "AUTH throttled: ip=%s username='%s' (too many failures for this username)",
-                ip, log_username(username),
-            )
+        if self._stuffing(ip, username):
             return Outcome(throttled=True)
         shared = self._inflight.get(key)
         if shared is not None:
@@ -224,16 +288,27 @@ class Authenticator:
         entry[1] += 1
         try:
             async with entry[0]:
-                if self.failures.blocked("ip:" + ip) or self.failures.blocked(_user_key(username)):
-                    log.warning("AUTH throttled: ip=%s username='%s'", ip, log_username(username))
+                # Attempts that waited for this IP's previous check see what it counted.
+                if self._guessing(ip, username) or self._stuffing(ip, username):
                     return Outcome(throttled=True)
+                if self.pending >= self.max_pending:
+                    self._log_busy(ip, username)
+                    return Outcome(throttled=True, busy=True)
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self.argon_pool, verify, username, password)
+                self.pending += 1
+                try:
+                    result = await loop.run_in_executor(
+                        self.argon_pool, verify, username, password
+                    )
+                finally:
+                    self.pending -= 1
+                user = _user_key(username)
                 if result is None:
-                    self.failures.add("ip:" + ip)
-                    self.failures.add(_user_key(username))
+                    self.failures.add((ip, user))
+                    self.usernames.add(ip, user)
                     log.warning("AUTH failed: ip=%s username='%s'", ip, log_username(username))
                     return Outcome()
+                self.failures.clear((ip, user))
                 login_id, password_hash, owner_id = result
                 if len(self._cache) >= _MAX_ENTRIES:
                     self._cache.clear()

@@ -92,7 +92,7 @@ class RelaySMTP(SMTP):
             ident="smtpeter ESMTP",
             tls_context=server.tls_context if starttls else None,
             require_starttls=False,  # we answer 538/530 with the codes the product wants
-            timeout=server.idle_timeout,
+            timeout=server.preauth_idle_timeout,  # server.idle_timeout once greeted/AUTHed
             auth_required=False,  # checked in check_auth_needed, per role
             auth_require_tls=True,
             loop=server.loop,
@@ -107,7 +107,9 @@ class RelaySMTP(SMTP):
         self.tls_version = ""
         self.tls_cipher = ""
         self._counted = False
-        self._refused = False
+        self._counted_unauth = False  # counted among the IP's connections without AUTH
+        self._refused: str | None = None  # the 421 reply that refuses the connection
+        self._data_held = 0  # bytes of this session's DATA charged to server.unauth_data
         self._last_activity = 0.0
 
     # -- connection ---------------------------------------------------------------------
@@ -125,8 +127,8 @@ class RelaySMTP(SMTP):
             # plain TCP server and the session starts TLS itself (see _tls_handshake).
             peer = transport.get_extra_info("peername")
             self.peer_ip = peer[0] if peer else None
-            self._refused = not self.server.connection_opened(self.peer_ip)
-            self._counted = not self._refused
+            self._refused = self.server.connection_opened(self.peer_ip, self.role)
+            self._counted = self._counted_unauth = self._refused is None
             if self.role == ROLE_TLS and not self._refused:
                 self._start_implicit_tls(transport)
 
@@ -147,19 +149,38 @@ class RelaySMTP(SMTP):
         self.transport = self._tls_protocol._app_transport
         self._tls_protocol.connection_made(transport)
 
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The session's transport; None once it is closing, as after connection_lost.
+
+        aiosmtpd's command loop runs ``while self.transport is not None`` and closes the
+        transport after ``502 Too many unrecognized commands``, then goes on with every line
+        already buffered: each reply would be written to the closing TLS transport (which
+        raises after a second close). Reading a closing transport as None ends the loop there.
+        """
+        transport = self._smtp_transport
+        return None if transport is None or transport.is_closing() else transport
+
+    @transport.setter
+    def transport(self, value: asyncio.BaseTransport | None) -> None:
+        self._smtp_transport = value
+
+    def _close(self) -> None:
+        transport = self._smtp_transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
-            self.server.connection_closed(self.peer_ip)
+            self.server.connection_closed(self.peer_ip, authenticated=not self._counted_unauth)
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
         if self._refused:
-            log.warning("refused connection from %s (%s port): too many connections from this IP",
-                        self.peer_ip, self.role)
             if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
-                await self.push("421 4.7.0 Too many connections from your address, try later")
-            self.transport.close()
+                await self.push(self._refused)
+            self._close()
             return
         if self.role == ROLE_TLS and not await self._tls_handshake("implicit TLS"):
             return
@@ -191,7 +212,7 @@ class RelaySMTP(SMTP):
         except Exception as exc:  # noqa: BLE001 - every failure ends the same way
             log.info("TLS handshake failed (%s) from %s: %s", kind, self.peer_ip,
                      _tls_failure(exc))
-            self.transport.close()
+            self._close()
             # The TLS layer never made us its protocol, so nobody else tells us the
             # connection is gone (aiosmtpd does the same after a failed STARTTLS).
             self.connection_lost(exc)
@@ -207,6 +228,8 @@ class RelaySMTP(SMTP):
         return True
 
     def _timeout_cb(self) -> None:
+        if self.transport is None:  # already closing: connection_lost follows
+            return
         idle = self.loop.time() - self._last_activity
         if idle < self._timeout_duration:
             # DATA lines count as activity; aiosmtpd only counts commands. (The base method:
@@ -214,11 +237,8 @@ class RelaySMTP(SMTP):
             super()._reset_timeout(self._timeout_duration - idle)
             return
         log.info("idle timeout for %s", self.peer_ip)
-        try:
-            closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
-            self._writer.write(self._after_held(closing))
-        except Exception:  # noqa: BLE001 - the transport may already be gone
-            pass
+        closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
+        self._writer.write(self._after_held(closing))
         super()._timeout_cb()
 
     def _reset_timeout(self, duration: float | None = None) -> None:
@@ -226,7 +246,13 @@ class RelaySMTP(SMTP):
         super()._reset_timeout(duration)
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("session error from %s", self.peer_ip)
+        if self.transport is None:
+            # The connection closed under a command (the client left, a timeout): nobody is
+            # left to answer, and this is no fault of ours.
+            log.info("session from %s ended during a command: %s", self.peer_ip,
+                     printable(f"{type(error).__name__}: {error}"))
+        else:
+            log.exception("session error from %s", self.peer_ip)
         return "451 4.3.0 Internal error, try again later"
 
     # -- replies ------------------------------------------------------------------------
@@ -268,6 +294,11 @@ class RelaySMTP(SMTP):
         return data
 
     async def _write(self, data: bytes) -> None:
+        if self.transport is None:
+            # Closing or closed: what is left unsaid cannot reach the client (and a write to
+            # a closing TLS transport raises).
+            self._held_replies.clear()
+            return
         self._writer.write(self._after_held(data))
         await self._writer.drain()
 
@@ -313,6 +344,7 @@ class RelaySMTP(SMTP):
         self._set_rset_state()
         self.session.extended_smtp = True
         self.session.host_name = hostname
+        self._greeted()
         lines = [
             self.hostname, "PIPELINING", f"SIZE {self.data_size_limit}", "8BITMIME",
             "ENHANCEDSTATUSCODES", "DSN",
@@ -325,12 +357,19 @@ class RelaySMTP(SMTP):
             [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
         )
 
+    def _greeted(self) -> None:
+        # The mx role serves other MTAs, which never AUTH: a greeting earns them the full idle
+        # timeout (RFC 5321 4.5.3.2.7). Submission clients wait for their AUTH.
+        if self.role == ROLE_MX:
+            self._timeout_duration = self.server.idle_timeout
+
     async def smtp_HELO(self, hostname: str | None) -> None:
         if await self._bad_greeting("HELO", hostname):
             return
         self._set_rset_state()
         self.session.extended_smtp = False
         self.session.host_name = hostname
+        self._greeted()
         await self._push_lines([f"250 {self.hostname}"])
 
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -453,6 +492,11 @@ class RelaySMTP(SMTP):
             log.warning("AUTH with undecodable credentials from %s", self.peer_ip)
             return AuthResult(success=False, handled=False)
         outcome = await self.server.auth.check(self.peer_ip or "", user, pw)
+        if outcome.busy:
+            return AuthResult(
+                success=False, handled=False,
+                message="454 4.7.0 Too many authentication checks in progress, try again later",
+            )
         if outcome.throttled:
             return AuthResult(
                 success=False, handled=False,
@@ -461,6 +505,10 @@ class RelaySMTP(SMTP):
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
         self.server.login_used(outcome.login.id)
+        if self._counted_unauth:
+            self._counted_unauth = False
+            self.server.connection_authenticated(self.peer_ip)
+        self._timeout_duration = self.server.idle_timeout
         self.data_size_limit = self.server.max_size  # an authenticated submission on any role
         log.info("AUTH ok: ip=%s username='%s' verified=%s", self.peer_ip, log_username(user),
                  "cache" if outcome.cached else "argon2")
@@ -501,6 +549,10 @@ class RelaySMTP(SMTP):
                 params = parse_mail_params(rest, self.data_size_limit)
             except ParamError as exc:
                 error = str(exc)
+        if error is None and params.size and not self.authenticated:
+            free = self.server.unauth_data.free()
+            if free is not None and params.size > free:
+                error = _NO_ROOM  # RFC 1870 6.1: a size we cannot take now, but may later
         if error is not None:
             log.info("MAIL refused from %s: %s", self.peer_ip, printable(error))
             await self.push(error)
@@ -572,8 +624,11 @@ class RelaySMTP(SMTP):
         lines.append("\t" + email.utils.format_datetime(email.utils.localtime()))
         return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
 
-    async def _read_message(self, buf: bytearray) -> tuple[bytearray | None, int, str | None]:
-        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem).
+    async def _read_message(
+        self, buf: bytearray | None
+    ) -> tuple[bytearray | None, int, str | None]:
+        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem);
+        with ``buf`` None the message is read to its end and dropped.
 
         Complete lines already buffered by the reader are taken as one block (found by peeking
         at the StreamReader's buffer, as aiosmtpd itself does for STARTTLS) and checked with
@@ -612,8 +667,12 @@ class RelaySMTP(SMTP):
                             problem, buf = "bare", None
                         elif len(block) > LINE_MAX and max(map(len, block.split(b"\r\n"))) > 998:
                             problem, buf = "long", None
+                        elif not self._hold(len(block)):
+                            problem, buf = "busy", None
                         else:
                             buf += block
+                        if buf is None:
+                            self._release()
                     if end >= 0:
                         break
                     continue
@@ -624,6 +683,7 @@ class RelaySMTP(SMTP):
                 # up to the next CRLF is still that line, never a line start (so never ".").
                 await reader.read(exc.consumed)
                 problem, buf, continuation = problem or "long", None, True
+                self._release()
                 continue
             self._last_activity = loop.time()
             if continuation:
@@ -643,11 +703,37 @@ class RelaySMTP(SMTP):
                 problem, buf = "big", None
             elif line.count(b"\n") != 1 or line.count(b"\r") != 1:
                 problem, buf = "bare", None
+            elif not self._hold(len(line)):
+                problem, buf = "busy", None
             else:
                 buf += line
+            if buf is None:
+                self._release()
         return buf, size, problem
 
+    def _hold(self, n: int) -> bool:
+        """Charge ``n`` more bytes of this session's DATA to the budget for unauthenticated
+        DATA (an authenticated session is not charged); False past that budget."""
+        if self.authenticated:
+            return True
+        if not self.server.unauth_data.take(n):
+            return False
+        self._data_held += n
+        return True
+
+    def _release(self) -> None:
+        """Give back what _hold charged: the message is stored, refused or dropped."""
+        if self._data_held:
+            self.server.unauth_data.give(self._data_held)
+            self._data_held = 0
+
     async def smtp_DATA(self, arg: str) -> None:
+        try:
+            await self._data(arg)
+        finally:
+            self._release()  # also when the client goes away mid-message
+
+    async def _data(self, arg: str) -> None:
         if await self.check_helo_needed():
             return
         if await self._refuse_unauthenticated():
@@ -659,9 +745,15 @@ class RelaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         queue_id = new_queue_id()
-        buf: bytearray | None = bytearray(self.received_header(queue_id))
+        header = self.received_header(queue_id)
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        buf, size, problem = await self._read_message(buf)
+        # No reference to the buffer is kept here, so that a refused message's bytes go as
+        # soon as the reader drops them, not when the client's final dot arrives.
+        if self._hold(len(header)):
+            buf, size, problem = await self._read_message(bytearray(header))
+        else:
+            buf, size, problem = await self._read_message(None)
+            problem = problem or "busy"
         limit = self.data_size_limit
         envelope = self.envelope
         self._set_post_data_state()
@@ -672,6 +764,12 @@ class RelaySMTP(SMTP):
         if problem == "long":
             log.warning("DATA refused from %s: line over 998 octets", self.peer_ip)
             await self.push("500 5.5.2 Line too long: at most 998 octets per line")
+            return
+        if problem == "busy":
+            log.warning("DATA refused from %s: %d octets without AUTH would pass "
+                        "SMTP_UNAUTH_DATA_BUDGET (%d octets held)", self.peer_ip, size,
+                        self.server.unauth_data.held)
+            await self.push(_NO_ROOM)
             return
         if problem == "big" or (limit and size > limit):
             log.warning("DATA refused from %s: %d octets over the limit", self.peer_ip, size)
@@ -710,6 +808,9 @@ class RelaySMTP(SMTP):
             login.username if login else "-", self.peer_ip, self.tls_version or "-",
         )
         await self.push(f"250 2.0.0 Ok: queued as {queue_id}")
+
+
+_NO_ROOM = "452 4.3.1 Insufficient system storage, try again later"
 
 
 def _tls_failure(exc: BaseException) -> str:

@@ -198,7 +198,14 @@ BOUNCE_DOMAIN = env("BOUNCE_DOMAIN", default="bounces.localhost")
 SMTP_MX_ADDRESSES = env.list("SMTP_MX_ADDRESSES", default=["postmaster", "abuse", "fbl"])
 SMTP_MX_MAX_SIZE = env_int(env, "SMTP_MX_MAX_SIZE", 10 * 1024 * 1024, minimum=1)
 SMTP_IDLE_TIMEOUT = env_float(env, "SMTP_IDLE_TIMEOUT", 300, positive=True)
+SMTP_PREAUTH_IDLE_TIMEOUT = env_float(env, "SMTP_PREAUTH_IDLE_TIMEOUT", 30, positive=True)
+# Kept below the descriptor limit by runsmtp itself (relay.limits.connection_cap).
+SMTP_MAX_CONNECTIONS = env_int(env, "SMTP_MAX_CONNECTIONS", 10000, minimum=1)
 SMTP_MAX_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_CONNECTIONS_PER_IP", 100, minimum=0)
+# Anyone can connect; only an AUTH shows a customer: far fewer per IP until then.
+SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP", 10,
+                                             minimum=0)
+SMTP_UNAUTH_DATA_BUDGET = env_int(env, "SMTP_UNAUTH_DATA_BUDGET", 64 * 1024 * 1024, minimum=0)
 SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10, positive=True)
 # uvloop: TLS in C (Cython), about half the CPU per new TLS connection; asyncio is the fallback.
 SMTP_EVENT_LOOP = env_choice(env, "SMTP_EVENT_LOOP", "uvloop", ["uvloop", "asyncio"])
@@ -206,6 +213,7 @@ SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
 SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
 SMTP_AUTH_CACHE_TTL = env_float(env, "SMTP_AUTH_CACHE_TTL", 3600)
 SMTP_AUTH_THREADS = env_int(env, "SMTP_AUTH_THREADS", 2, minimum=1)
+SMTP_AUTH_MAX_PENDING = env_int(env, "SMTP_AUTH_MAX_PENDING", 32, minimum=1)
 
 # --- Outbound delivery: routing and the SMTP client (relay.mx, relay.smtp_out) ---
 def _checked(name: str, parse, raw):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -69,6 +70,7 @@ class Server:
     tls_port: int = 0
     starttls_port: int = 0
     mx_port: int = 0
+    rlimit_nofile: int | None = None  # soft and hard descriptor limit of the process
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -117,9 +119,12 @@ class Server:
         # connection could be another process's (the one that made this start fail).
         offset = self.log.stat().st_size if self.log.exists() else 0
         logfile = open(self.log, "ab")  # noqa: SIM115 - kept open for the process' lifetime
+        limit = self.rlimit_nofile
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks"],
             cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT,
+            preexec_fn=None if limit is None else
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
         )
         logfile.close()
         deadline = time.monotonic() + 30

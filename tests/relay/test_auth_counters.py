@@ -1,6 +1,7 @@
 """The AUTH failure counters in process (relay.smtp_auth.Authenticator), against the test
-database: throttling per username holds for long usernames, and what the counters keep for a
-failed username does not grow with its length (a username may be 12 KB, 20,000 of them)."""
+database: throttling per (IP, username) holds for long usernames, and what the counters keep
+for a failed username does not grow with its length (a username may be 12 KB, 20,000 of
+them)."""
 import asyncio
 import logging
 import tracemalloc
@@ -26,12 +27,12 @@ def authenticator(caplog):
 
 
 def test_long_usernames_are_throttled_each_on_its_own(authenticator):
-    authenticator.failures.limit = 3
+    authenticator.failures.limit = authenticator.usernames.limit = 3
 
     async def attempts():
         codes = []
-        for i, name in enumerate([LONG + "a"] * 3 + [LONG + "b", LONG + "a"]):
-            outcome = await authenticator.check(f"192.0.2.{i}", name, "wrong")
+        for name in [LONG + "a"] * 3 + [LONG + "b", LONG + "a"]:
+            outcome = await authenticator.check("192.0.2.1", name, "wrong")
             codes.append("throttled" if outcome.throttled else "failed")
         return codes
 
@@ -40,7 +41,8 @@ def test_long_usernames_are_throttled_each_on_its_own(authenticator):
 
 
 def test_failure_counters_do_not_keep_the_usernames(authenticator):
-    authenticator.failures.limit = 10_000  # one IP, no throttle: count every failure
+    # One IP, no throttle: count every failure.
+    authenticator.failures.limit = authenticator.usernames.limit = 10_000
 
     async def attempts():
         for i in range(200):
@@ -52,6 +54,7 @@ def test_failure_counters_do_not_keep_the_usernames(authenticator):
     try:
         before = tracemalloc.get_traced_memory()[0]
         authenticator.failures = type(authenticator.failures)(10_000, 900)
+        authenticator.usernames = type(authenticator.usernames)(10_000, 900)
         asyncio.run(attempts())
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:

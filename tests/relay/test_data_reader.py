@@ -45,7 +45,7 @@ async def read_with(stream: bytes, cuts: list[int]):
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=RelaySMTP.line_length_limit, loop=loop)
     fake = types.SimpleNamespace(_reader=reader, loop=loop, data_size_limit=LIMIT,
-                                 _last_activity=0.0)
+                                 _last_activity=0.0, _hold=lambda n: True, _release=lambda: None)
     task = asyncio.create_task(RelaySMTP._read_message(fake, bytearray()))
     start = 0
     for cut in sorted(set(cuts)) + [len(stream)]:

@@ -272,22 +272,6 @@ def test_failed_auth_is_throttled_per_ip(smtp_server, login):
     authed(smtp_server, login, source_ip="127.0.0.32").close()
 
 
-def test_failed_auth_is_throttled_per_username_but_verified_pairs_pass(smtp_server, login,
-                                                                       alice):
-    other, other_pw = services.create_login(alice)
-    authed(smtp_server, (other, other_pw)).close()  # this pair is now verified and cached
-    for i in range(3):
-        c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True,
-                       source_ip=f"127.0.0.{41 + i}")
-        c.cmd("EHLO client.test")
-        assert c.auth_plain(other.username, "guess").code == 535
-    c = LineClient(smtp_server, smtp_server.tls_port, implicit_tls=True, source_ip="127.0.0.45")
-    c.cmd("EHLO client.test")
-    assert c.auth_plain(other.username, "guess").code == 454
-    # The application that knows the password keeps working.
-    authed(smtp_server, (other, other_pw), source_ip="127.0.0.46").close()
-
-
 def test_noop_is_answered_while_a_real_argon2_check_runs(smtp_server, alice):
     # The real default cost (~100 MiB, ~120 ms), not the quick test hasher.
     hasher = Argon2PasswordHasher()
