@@ -86,9 +86,16 @@ class RenderPool:
                 self.crashes += 1
                 raise RenderFailed("render process crashed") from None
 
+    async def start(self) -> None:
+        """Start the processes now rather than under the first message."""
+        await self.run(_ready)
+
     async def _call(self, pool: ProcessPoolExecutor, fn: Callable, args: tuple) -> Any:
+        loop = asyncio.get_running_loop()
         try:
-            future = pool.submit(fn, *args)
+            # submit() starts missing processes and waits for them: the first start of the
+            # fork server imports the features (most of a second); never on the loop.
+            future = await loop.run_in_executor(None, lambda: pool.submit(fn, *args))
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
         except TimeoutError:
             raise _Broken(timed_out=True) from None
@@ -115,6 +122,10 @@ def _kill(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ready() -> bool:
+    return True
 
 
 # -- the job delivery runs in the pool --------------------------------------------------------

@@ -69,6 +69,7 @@ class Server:
     tls_port: int = 0
     starttls_port: int = 0
     mx_port: int = 0
+    roles: str | None = None  # runsmtp --roles; None: its default (every role)
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -117,8 +118,9 @@ class Server:
         # connection could be another process's (the one that made this start fail).
         offset = self.log.stat().st_size if self.log.exists() else 0
         logfile = open(self.log, "ab")  # noqa: SIM115 - kept open for the process' lifetime
+        roles = ["--roles", self.roles] if self.roles else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks"],
+            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks", *roles],
             cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT,
         )
         logfile.close()
