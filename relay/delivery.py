@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -136,7 +137,8 @@ class DeliveryWorker:
         self.lease = lease or settings.DELIVERY_LEASE
         self.per_transaction = settings.DELIVERY_TRANSACTION_RECIPIENTS
         self._sends = asyncio.Semaphore(concurrency or settings.DELIVERY_CONCURRENCY)
-        self._db_pool = ThreadPoolExecutor(2, thread_name_prefix="delivery-db")
+        self._db_threads = 2
+        self._db_pool = ThreadPoolExecutor(self._db_threads, thread_name_prefix="delivery-db")
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = False
@@ -216,6 +218,10 @@ class DeliveryWorker:
                 log.error("giving back leases failed: %s", exc)
         self.renderer.close()
         await self.transport.close()
+        # Each thread closes its own connection (a barrier puts one close on each thread).
+        barrier = threading.Barrier(self._db_threads, timeout=5)
+        await asyncio.gather(*(self._db(_close_connection, barrier)
+                               for _ in range(self._db_threads)), return_exceptions=True)
         self._db_pool.shutdown(wait=True)
 
     # -- one message: the steps ------------------------------------------------------------
@@ -395,6 +401,11 @@ class DeliveryWorker:
                            {"reason": reason, **data})
         except Exception as exc:  # noqa: BLE001 - the log line above still says it
             log.error("recording a warning for message %s failed: %s", message.queue_id, exc)
+
+
+def _close_connection(barrier: threading.Barrier) -> None:
+    barrier.wait()
+    connection.close()
 
 
 def _db_call(fn: Callable[..., Any], args: tuple) -> Any:
