@@ -97,9 +97,7 @@ class Recipient(models.Model):
     address = models.CharField(max_length=512)
     notify = models.CharField(max_length=32, blank=True)  # "", NEVER, or SUCCESS,FAILURE,DELAY
     orcpt = models.CharField(max_length=600, blank=True)  # addr-type;decoded address
-    state = models.CharField(
-        max_length=16, choices=State.choices, default=State.QUEUED, db_index=True
-    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # A claim: which worker holds the recipient until when. An expired lease (a crashed
@@ -122,11 +120,10 @@ class Recipient(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [
-            # The claim query: due pending recipients, oldest due first, per state.
-            models.Index(
-                fields=["state", "next_attempt_at"], name="rcpt_due",
-                condition=models.Q(state__in=["queued", "deferred"]),
-            ),
+            # The claim query (due recipients of a state, oldest due first) and every lookup
+            # by state. Not partial: SQLite does not see that state = 'queued' implies a
+            # condition state IN (...), and would sort the whole queue for each claim.
+            models.Index(fields=["state", "next_attempt_at"], name="rcpt_due"),
         ]
 
     def __str__(self) -> str:

@@ -127,12 +127,14 @@ def next_attempt(attempts: int, now: datetime, end: datetime) -> datetime | None
 def _due(state: str, now: datetime, limit: int, exclude: list[int] = ()) -> list[tuple]:
     if limit <= 0:
         return []
+    # Every pending recipient has a next_attempt_at (the queue writer, defer, release and
+    # retry set one): a range and an order the index rcpt_due answers, where "or null" or a
+    # second sort key made PostgreSQL sort every pending row for each claim.
     qs = (Recipient.objects
-          .filter(state=state)
-          .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True))
+          .filter(state=state, next_attempt_at__lte=now)
           .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
           .exclude(pk__in=exclude)
-          .order_by("next_attempt_at", "id"))
+          .order_by("next_attempt_at"))
     if connection.features.has_select_for_update_skip_locked:
         qs = qs.select_for_update(skip_locked=True)
     return list(qs.values_list("id", "message_id", "address", "notify", "orcpt", "attempts")

@@ -83,12 +83,6 @@ def test_claim_takes_due_pending_recipients_only_and_leases_them(settings):
 
 
 @pytest.mark.django_db
-def test_a_queued_message_without_due_time_is_due():
-    [r] = make(1, due=None)
-    assert ids(queue.claim("w", 10, now=T0)) == {r.pk}
-
-
-@pytest.mark.django_db
 def test_retries_never_starve_fresh_mail_nor_fresh_mail_retries():
     old = make(10, S.DEFERRED, due=T0 - timedelta(hours=5), attempts=3)
     fresh = make(10, due=T0)
