@@ -142,6 +142,9 @@ class DeliveryWorker:
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = False
+        self._closing = False
+        self._recorder_task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task | None = None
         self.inflight: set[int] = set()  # claimed, outcome not yet written
         self._tasks: set[asyncio.Task] = set()
         self._results: list[Result] = []
@@ -159,42 +162,40 @@ class DeliveryWorker:
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        helpers = [asyncio.create_task(self._recorder()), asyncio.create_task(self._heartbeat())]
+        """Claim and deliver until stop(); stop() ends the recorder and the heartbeat."""
+        self._recorder_task = asyncio.create_task(self._recorder())
+        self._heartbeat_task = asyncio.create_task(self._heartbeat())
         try:
+            await self.renderer.start()
+        except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
+            log.error("render processes did not start: %s", exc)
+        while not self._stopping:
+            room = self.batch - len(self.inflight)
+            if room < max(1, self.batch // 4):
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._wakeup.clear()
             try:
-                await self.renderer.start()
-            except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
-                log.error("render processes did not start: %s", exc)
-            while not self._stopping:
-                room = self.batch - len(self.inflight)
-                if room < max(1, self.batch // 4):
-                    self._room.clear()
-                    await self._room.wait()
-                    continue
-                self._wakeup.clear()
+                claims = await self._db(queue.claim, self.worker_id, room)
+            except Exception as exc:  # noqa: BLE001 - the database comes back; we go on
+                log.error("claiming failed (%s: %s); next try in %g s",
+                          type(exc).__name__, exc, self.poll)
+                claims = []
+            if not claims:
                 try:
-                    claims = await self._db(queue.claim, self.worker_id, room)
-                except Exception as exc:  # noqa: BLE001 - the database comes back; we go on
-                    log.error("claiming failed (%s: %s); next try in %g s",
-                              type(exc).__name__, exc, self.poll)
-                    claims = []
-                if not claims:
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), self.poll)
-                    except TimeoutError:
-                        pass
-                    continue
-                by_message: dict[int, list[Claim]] = defaultdict(list)
-                for c in claims:
-                    by_message[c.message_id].append(c)
-                    self.inflight.add(c.recipient_id)
-                for message_id, group in by_message.items():
-                    task = asyncio.create_task(self.deliver_message(message_id, group))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-        finally:
-            for h in helpers:
-                h.cancel()
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll)
+                except TimeoutError:
+                    pass
+                continue
+            by_message: dict[int, list[Claim]] = defaultdict(list)
+            for c in claims:
+                by_message[c.message_id].append(c)
+                self.inflight.add(c.recipient_id)
+            for message_id, group in by_message.items():
+                task = asyncio.create_task(self.deliver_message(message_id, group))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         """Stop claiming; let sends in flight finish for a while; give back what is left."""
@@ -207,8 +208,15 @@ class DeliveryWorker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
-        await self._flush()
-        unsent = sorted(self.inflight - {r.recipient_id for r in self._results})
+        # The recorder writes what is left and ends; a write it is in the middle of finishes
+        # first, so no lease is given back under an outcome being written.
+        self._closing = True
+        self._recorded.set()
+        if self._recorder_task is not None:
+            await self._recorder_task
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        unsent = sorted(self.inflight)
         if unsent:
             log.warning("stopping with %d recipient(s) unfinished: given back to the queue "
                         "(any that were on the wire may be delivered twice)", len(unsent))
@@ -356,17 +364,25 @@ class DeliveryWorker:
         self._room.set()
 
     async def _recorder(self) -> None:
+        """The one writer of outcomes: every RECORD_EVERY, or sooner when a batch is full."""
+        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self._recorded.wait(), RECORD_EVERY)
             except TimeoutError:
                 pass
             self._recorded.clear()
-            await self._flush()
+            failures = 0 if await self._flush() else failures + 1
+            if self._closing and (not self._results or failures >= 3):
+                if self._results:
+                    log.error("stopping with %d outcome(s) not written: their recipients "
+                              "are delivered again once their leases expire",
+                              len(self._results))
+                return
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         if not self._results:
-            return
+            return True
         batch, self._results = self._results, []
         try:
             await self._db(queue.record_results, self.worker_id, batch)
@@ -375,9 +391,10 @@ class DeliveryWorker:
                       len(batch), type(exc).__name__, exc)
             self._results = batch + self._results
             await asyncio.sleep(1)
-            return
+            return False
         self.delivered += sum(1 for r in batch if r.outcome == "delivered")
         self._forget([r.recipient_id for r in batch])
+        return True
 
     async def _heartbeat(self) -> None:
         while True:

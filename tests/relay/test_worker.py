@@ -126,3 +126,36 @@ def test_each_answer_becomes_a_state_an_attempt_and_an_event(login, settings):
     assert (attempt.host, attempt.ip, attempt.port, attempt.tls_version, attempt.code,
             attempt.enhanced, attempt.duration_ms) == (
         "mx.defer.example", "192.0.2.7", 25, "TLSv1.3", 451, "4.2.0", 3)
+
+
+class SlowTransport(RecordingTransport):
+    async def send(self, route_key, mail_from, recipients, data, ret, envid):
+        await asyncio.sleep(0.002)
+        return await super().send(route_key, mail_from, recipients, data, ret, envid)
+
+
+def test_a_stop_mid_run_gives_back_only_unsent_recipients(login, settings):
+    for i in range(150):
+        queue_message(login[0], [f"{i}@a.example"])
+    first, second = SlowTransport(), SlowTransport()
+
+    async def main():
+        worker = DeliveryWorker(first, RenderPool(1, 30), poll=0.05, batch=20)
+        task = asyncio.create_task(worker.run())
+        while len(first.calls) < 40:
+            await asyncio.sleep(0.005)
+        await worker.stop()  # outcomes being written are written before any lease goes back
+        await asyncio.wait([task], timeout=5)
+        assert len(first.calls) < 150
+        worker = DeliveryWorker(second, RenderPool(1, 30), poll=0.05)
+        task = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + 60
+        while await asyncio.to_thread(pending):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await worker.stop()
+        await asyncio.wait([task], timeout=5)
+
+    asyncio.run(main())
+    sent = [r.address for calls in (first.calls, second.calls) for c in calls for r in c[2]]
+    assert len(sent) == len(set(sent)) == 150  # none twice, none lost
