@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from events.models import Event
 from events.services import record as record_event
@@ -169,6 +169,7 @@ class DeliveryWorker:
             await self.renderer.start()
         except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
             log.error("render processes did not start: %s", exc)
+        failures = 0
         while not self._stopping:
             room = self.batch - len(self.inflight)
             if room < max(1, self.batch // 4):
@@ -179,9 +180,13 @@ class DeliveryWorker:
             try:
                 claims = await self._db(queue.claim, self.worker_id, room)
             except Exception as exc:  # noqa: BLE001 - the database comes back; we go on
+                pause = min(self.poll, 2 ** min(failures, 5) * 0.25)
+                failures += 1
                 log.error("claiming failed (%s: %s); next try in %g s",
-                          type(exc).__name__, exc, self.poll)
-                claims = []
+                          type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                continue
+            failures = 0
             if not claims:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self.poll)
@@ -426,6 +431,12 @@ def _close_connection(barrier: threading.Barrier) -> None:
 
 
 def _db_call(fn: Callable[..., Any], args: tuple) -> Any:
+    """fn(*args) on this thread's connection; once more on a new connection if that one was
+    cut (a database restart): every call here is one transaction, safe to repeat."""
+    try:
+        return fn(*args)
+    except (OperationalError, InterfaceError):
+        connection.close()
     try:
         return fn(*args)
     except Exception:

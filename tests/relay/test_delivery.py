@@ -162,7 +162,7 @@ def test_intake_mail_is_never_delivered(capture_server, alice):
 def servers(tls_files, tmp_path):
     started = []
 
-    def start(roles: str, **env) -> Server:
+    def start(roles: str | None, **env) -> Server:
         server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path, roles=roles,
                         env_extra={**CAPTURE_ENV, **env})
         started.append(server.start())
@@ -213,3 +213,20 @@ def test_held_mail_waits_for_its_release(servers, alice):
     assert Recipient.objects.get(message__queue_id=held).state == "held"
     call_command("mailq", "--release", held)
     wait_for(lambda: delivered([held]), what="the released message")
+
+
+def test_delivery_outlives_cut_database_connections(servers, alice):
+    if connection.vendor != "postgresql":
+        pytest.skip("cuts PostgreSQL connections (runs in the PostgreSQL run of the suite)")
+    from .test_db_reconnect import _terminate_other_backends
+
+    # A server of its own: the queue writer logs the cut with a traceback.
+    capture_server = servers(None)
+    login, password = services.create_login(alice)
+    [before] = submit(capture_server, login, password, ["r1@example.org"], HTML)
+    wait_for(lambda: delivered([before]), what="delivery before the cut")
+    assert _terminate_other_backends() >= 2
+    [after] = submit(capture_server, login, password, ["r2@example.org"], HTML)
+    # The claim this message wakes meets a cut connection: it is made again on a new one,
+    # not left to the next poll (120 s here).
+    wait_for(lambda: delivered([after]), timeout=20, what="delivery after the cut")
