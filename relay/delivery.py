@@ -8,6 +8,10 @@ goes through a Transport: `CaptureTransport` (DELIVERY_MODE=capture) or the mx t
 only when their bytes and envelope sender are identical. Outcomes are written in batches by
 one recorder task; claims are bounded by DELIVERY_BATCH, so memory stays bounded however long
 the queue is.
+
+Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
+another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
+wake those too (later work). DSNs (relay/dsn.py) will be queued from the written outcomes.
 """
 from __future__ import annotations
 
