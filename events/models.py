@@ -1,4 +1,5 @@
-"""What happened to a message: one Event per delivery, failure, bounce, open, click or complaint."""
+"""What happened to a message: one Event per delivery, deferral, failure, bounce, open, click,
+complaint, warning or DSN. events.services.record() writes them."""
 from __future__ import annotations
 
 from django.db import models
@@ -13,6 +14,10 @@ class Event(models.Model):
         COMPLAINT = "complaint", "complaint"
         OPEN = "open", "open"
         CLICK = "click", "click"
+        # Delivery went on, but not as asked: a render failed or timed out and the message
+        # went out unchanged, or a part was left alone (data says why).
+        WARNING = "warning", "warning"
+        DSN = "dsn", "DSN sent"
 
     type = models.CharField(max_length=16, choices=Type.choices, db_index=True)
     time = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -84,3 +84,14 @@ def strip_smtpeter_headers(raw: bytes) -> bytes:
         if m.group(0) and not m.group(0).lower().startswith(b"x-smtpeter-")
     ]
     return b"".join(kept) + rest
+
+
+_MAX_DELIVER_TIME = re.compile(rb"^x-smtpeter-maxdelivertime[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?$",
+                               re.IGNORECASE | re.MULTILINE)
+
+
+def max_deliver_seconds(raw: bytes) -> int | None:
+    """Seconds from X-SMTPeter-MaxDeliverTime (a whole number above 0; the last one wins),
+    else None. Stripped before delivery with the other X-SMTPeter-* headers."""
+    found = _MAX_DELIVER_TIME.findall(header_block(raw))
+    return int(found[-1]) or None if found else None

@@ -1,4 +1,5 @@
-"""The durable queue: one Message per accepted DATA, one Recipient per RCPT TO."""
+"""The durable queue: one Message per accepted DATA, one Recipient per RCPT TO; each delivery
+Attempt, the bytes captured in capture mode, and the staff actions on the queue."""
 from __future__ import annotations
 
 import itertools
@@ -67,6 +68,12 @@ class Message(models.Model):
     tls_version = models.CharField(max_length=16, blank=True)
     size = models.PositiveIntegerField(default=0)
     raw = models.BinaryField()  # Received: header + the bytes as submitted
+    # X-SMTPeter-MaxDeliverTime: set only when it ends delivery before DELIVERY_MAX_LIFETIME.
+    max_deliver_until = models.DateTimeField(null=True, blank=True)
+    # A DSN is a message of its own; it names the message it reports on.
+    dsn_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dsns"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -77,26 +84,130 @@ class Message(models.Model):
 
 class Recipient(models.Model):
     class State(models.TextChoices):
-        QUEUED = "queued", "queued"
-        DEFERRED = "deferred", "deferred"
+        QUEUED = "queued", "queued"  # not tried yet
+        DEFERRED = "deferred", "deferred"  # tried, to be tried again at next_attempt_at
         DELIVERED = "delivered", "delivered"
         FAILED = "failed", "failed"
+        HELD = "held", "held by staff"
+        # Mail that came in on the mx role without AUTH (bounces, complaints, replies): read by
+        # the intake, never claimed for outbound delivery.
+        INTAKE = "intake", "intake"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
     address = models.CharField(max_length=512)
     notify = models.CharField(max_length=32, blank=True)  # "", NEVER, or SUCCESS,FAILURE,DELAY
     orcpt = models.CharField(max_length=600, blank=True)  # addr-type;decoded address
-    state = models.CharField(
-        max_length=16, choices=State.choices, default=State.QUEUED, db_index=True
-    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A claim: which worker holds the recipient until when. An expired lease (a crashed
+    # process) makes it claimable again.
     lease_until = models.DateTimeField(null=True, blank=True)
-    last_response = models.TextField(blank=True)
+    leased_by = models.CharField(max_length=64, blank=True, db_default="")
+    first_deferred_at = models.DateTimeField(null=True, blank=True)
+    last_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_enhanced = models.CharField(max_length=16, blank=True, db_default="")
+    last_response = models.TextField(blank=True)  # "451 4.7.1 text" as the last hop said it
+    # Delivered into the Outbox (capture mode), not to a mail server.
+    captured = models.BooleanField(default=False, db_default=False)
+    dsn_delayed_sent = models.BooleanField(default=False, db_default=False)
+    # The final DSN (failed, delivered or relayed) has been queued.
+    dsn_sent = models.BooleanField(default=False, db_default=False)
     updated = models.DateTimeField(auto_now=True)
+    # The queue writer inserts with plain SQL and names only the columns it fills: the
+    # columns added since carry database defaults.
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The claim query (due recipients of a state, oldest due first) and every lookup
+            # by state. Not partial: SQLite does not see that state = 'queued' implies a
+            # condition state IN (...), and would sort the whole queue for each claim.
+            models.Index(fields=["state", "next_attempt_at"], name="rcpt_due"),
+        ]
 
     def __str__(self) -> str:
         return f"<{self.address}> ({self.state})"
+
+
+class Attempt(models.Model):
+    """One delivery attempt of one recipient, with the next hop's words."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "delivered"
+        DEFERRED = "deferred", "deferred"
+        FAILED = "failed", "failed"
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="attempts_made")
+    time = models.DateTimeField(db_index=True)
+    host = models.CharField(max_length=255, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    tls_version = models.CharField(max_length=16, blank=True)
+    tls_cipher = models.CharField(max_length=64, blank=True)
+    code = models.PositiveSmallIntegerField(null=True, blank=True)
+    enhanced = models.CharField(max_length=16, blank=True)
+    text = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+
+    class Meta:
+        ordering = ["time", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} {self.code} via {self.host or '-'}"
+
+
+class Capture(models.Model):
+    """What would have been sent to one recipient (DELIVERY_MODE=capture): the Outbox."""
+
+    recipient = models.OneToOneField(Recipient, on_delete=models.CASCADE, related_name="capture")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="captures")
+    time = models.DateTimeField(db_index=True)
+    mail_from = models.CharField(max_length=512, blank=True)  # the envelope sender as sent
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"capture of {self.recipient_id}"
+
+
+class QueueAudit(models.Model):
+    """One staff action on the queue (retry, hold, release, delete). Append-only."""
+
+    class Action(models.TextChoices):
+        RETRY = "retry", "retry now"
+        HOLD = "hold", "hold"
+        RELEASE = "release", "release"
+        DELETE = "delete", "delete"
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_name = models.CharField(max_length=150)
+    # Copied, so that the entry still reads right after the message is deleted.
+    queue_id = models.CharField(max_length=20, db_index=True)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recipients = models.JSONField(default=list)  # the addresses the action changed
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.queue_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("queue audit entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("queue audit entries are append-only")

@@ -12,12 +12,15 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from features.overrides import apply_overrides
+from features.overrides import apply_overrides, max_deliver_seconds
 from smtpeter_site.sql import insert_sql
 
 log = logging.getLogger("relay.queue")
@@ -48,7 +51,7 @@ def _header_bytes(raw: bytes | bytearray) -> bytes:
 
 _MESSAGE_COLUMNS = (
     "queue_id", "kind", "login", "owner", "received_at", "mail_from", "ret", "envid", "body",
-    "features", "tags", "client_ip", "helo", "tls_version", "size", "raw",
+    "features", "tags", "client_ip", "helo", "tls_version", "size", "raw", "max_deliver_until",
 )
 _RECIPIENT_COLUMNS = (
     "message", "address", "notify", "orcpt", "state", "attempts", "next_attempt_at",
@@ -90,8 +93,9 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
     msg_sql, rcpt_sql, login_sql = _statements()
     prep = {
         name: Message._meta.get_field(name).get_db_prep_save
-        for name in ("received_at", "features", "tags", "raw")
+        for name in ("received_at", "features", "tags", "raw", "max_deliver_until")
     }
+    lifetime = settings.DELIVERY_MAX_LIFETIME
     now = timezone.now()
     now_db = prep["received_at"](now, connection)
     ids = []
@@ -107,23 +111,31 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
         rcpt_rows = []
         for s in batch:
             featureset = featuresets.get(s.login_id)
+            head = _header_bytes(s.raw)
             if featureset is not None:
                 # The feature set as it is at this commit, with the message's header overrides.
-                features, tags = apply_overrides(featureset, _header_bytes(s.raw))
+                features, tags = apply_overrides(featureset, head)
             else:
                 features, tags = {}, []
+            # Kept only when it ends delivery sooner than DELIVERY_MAX_LIFETIME would.
+            seconds = max_deliver_seconds(head) if s.kind == "submission" else None
+            until = (prep["max_deliver_until"](now + timedelta(seconds=seconds), connection)
+                     if seconds is not None and seconds < lifetime else None)
+            # Mail in on the mx role without AUTH is intake: never claimed for delivery.
+            intake = s.kind == "bounce"
             cursor.execute(msg_sql, (
                 s.queue_id, s.kind, s.login_id if featureset is not None else None, s.owner_id,
                 now_db, s.mail_from, s.ret, s.envid, s.body,
                 prep["features"](features, connection), prep["tags"](tags, connection),
                 s.client_ip, s.helo[:255], s.tls_version, len(s.raw),
-                prep["raw"](s.raw, connection),
+                prep["raw"](s.raw, connection), until,
             ))
             message_id = cursor.fetchone()[0]
             ids.append(message_id)
             for address, notify, orcpt in s.recipients:
-                rcpt_rows.append((message_id, address, notify, orcpt, "queued", 0, now_db, "",
-                                  now_db))
+                rcpt_rows.append((message_id, address, notify, orcpt,
+                                  "intake" if intake else "queued", 0,
+                                  None if intake else now_db, "", now_db))
         if rcpt_rows:
             cursor.executemany(rcpt_sql, rcpt_rows)
         if touched:
@@ -134,8 +146,10 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
 class GroupWriter:
     """Owns the writer thread; ``await store(sub)`` returns once ``sub`` is committed."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 on_commit: Callable[[], None] | None = None):
         self.loop = loop
+        self.on_commit = on_commit  # called on the loop after a commit that stored messages
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._touched: set[int] = set()
         self._touch_lock = threading.Lock()
@@ -175,6 +189,8 @@ class GroupWriter:
         self._conn_id = None
 
     def _resolve(self, results: list[tuple[asyncio.Future, BaseException | None]]) -> None:
+        if self.on_commit is not None and any(exc is None for _, exc in results):
+            self.on_commit()
         for fut, exc in results:
             if fut.done():  # the client went away while waiting
                 continue

@@ -15,6 +15,7 @@ from django.conf import settings
 from features.services import bounce_ids
 
 from . import tls
+from .delivery import DeliveryWorker, transport_for
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
@@ -26,7 +27,7 @@ log = logging.getLogger("relay.server")
 # 3.11): 1,000 idle TLS sessions would hold 250 MiB in these buffers alone. One TLS record
 # (16 KiB plus its header) per read is as fast for SMTP.
 TLS_READ_BUFFER = 17 * 1024
-ROLES = ("submission", "mx")
+ROLES = ("submission", "mx", "delivery")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
 AT_CAP_LOG_EVERY = 60.0  # seconds between log lines while connections are refused at the cap
 MX_MAX_RECIPIENTS = 10  # per message on the mx role without AUTH (a bounce has one)
@@ -61,8 +62,12 @@ def listener_specs(roles: list[str], tls_ports: list[int], starttls_ports: list[
 
 
 class RelayServer:
-    def __init__(self, specs: list[ListenerSpec], bind: str | None = None):
+    def __init__(self, specs: list[ListenerSpec], bind: str | None = None,
+                 delivery: bool = False):
         self.specs = specs
+        self.with_delivery = delivery
+        self.delivery: DeliveryWorker | None = None
+        self._delivery_task: asyncio.Task | None = None
         self.bind = bind or settings.SMTP_BIND
         self.hostname = settings.SMTP_HOSTNAME
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
@@ -151,8 +156,10 @@ class RelayServer:
         log.info("connection cap %d (SMTP_MAX_CONNECTIONS %d, descriptor limit %d)",
                  self.counts.max_total, settings.SMTP_MAX_CONNECTIONS, self.fd_limit)
         self.tls_context = tls.server_context(self.cert_file, self.key_file)
-        self.writer = GroupWriter(self.loop)
+        self.writer = GroupWriter(self.loop, on_commit=self._queued)
         self.writer.start()
+        if self.with_delivery:
+            self.start_delivery()
         self.argon_pool = ThreadPoolExecutor(
             settings.SMTP_AUTH_THREADS, thread_name_prefix="auth-argon2"
         )
@@ -171,11 +178,29 @@ class RelayServer:
             self._servers.append(server)
             log.info("listening on %s:%d (%s)", self.bind, spec.port, spec.role)
 
+    def start_delivery(self) -> None:
+        transport = transport_for(settings.DELIVERY_MODE)
+        if transport is None:
+            log.warning("delivery role not started: DELIVERY_MODE=%s has no transport in this "
+                        "build; mail stays queued", settings.DELIVERY_MODE)
+            return
+        self.delivery = DeliveryWorker(transport)
+        self._delivery_task = self.loop.create_task(self.delivery.run())
+        log.info("delivery running (%s mode, worker %s)", settings.DELIVERY_MODE,
+                 self.delivery.worker_id)
+
+    def _queued(self) -> None:
+        if self.delivery is not None:
+            self.delivery.wake()
+
     async def stop(self) -> None:
         for server in self._servers:
             server.close()
         # Messages already handed to the writer are committed and answered before we exit.
         await self.loop.run_in_executor(None, self.writer.stop)
+        if self.delivery is not None:
+            await self.delivery.stop()
+            await asyncio.wait([self._delivery_task], timeout=5)
         await asyncio.sleep(0.1)
         self.argon_pool.shutdown(wait=False, cancel_futures=True)
         self.db_pool.shutdown(wait=False, cancel_futures=True)
@@ -188,7 +213,8 @@ class RelayServer:
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
-        ports = ", ".join(f"{s.port}/{s.role}" for s in self.specs)
+        ports = ", ".join([f"{s.port}/{s.role}" for s in self.specs]
+                          + ([f"delivery ({settings.DELIVERY_MODE})"] if self.delivery else []))
         log.info("runsmtp ready on %s: %s (%s event loop)", self.bind, ports,
                  type(loop).__module__.split(".")[0])
         await self._stopping.wait()

@@ -1,5 +1,8 @@
 """`make run`: the web app and runsmtp side by side for development; Ctrl-C stops both.
 
+Delivery runs in capture mode (DELIVERY_MODE=capture): sent mail is stored as it would have
+been delivered, for the Outbox, and nothing leaves the machine.
+
 The SMTP listeners use unprivileged ports on 127.0.0.1: 2465 (TLS), 2587 (STARTTLS), 2025 (mx).
 Both processes get them in their environment (SMTP_BIND, SMTP_*_PORTS, SMTP_HOSTNAME), so the
 web app's Connect page names the ports runsmtp really listens on.
@@ -26,6 +29,7 @@ def dev_env(base: dict[str, str]) -> dict[str, str]:
         SMTP_STARTTLS_PORTS=str(STARTTLS_PORT),
         SMTP_MX_PORTS=str(MX_PORT),
         SMTP_HOSTNAME=BIND,
+        DELIVERY_MODE=base.get("DELIVERY_MODE", "capture"),
     )
 
 
@@ -50,7 +54,8 @@ then send a test message:
   swaks --server {BIND}:{STARTTLS_PORT} --tls --auth PLAIN --auth-user USERNAME \\
         --auth-password PASSWORD --from you@example.com --to someone@example.org
   (or --server {BIND}:{TLS_PORT} --tlsc for TLS from the first byte)
-See what is queued: .venv/bin/python manage.py mailq
+Delivery captures mail instead of sending it (DELIVERY_MODE=capture):
+  .venv/bin/python manage.py mailq --all   shows it delivered, marked captured
 Ctrl-C stops both.
 """, flush=True)
 

@@ -239,6 +239,20 @@ SMTP_OUT_DATA_DONE_TIMEOUT = env_float(env, "SMTP_OUT_DATA_DONE_TIMEOUT", 600, p
 # CA bundle for routes that require TLS (smtp+starttls://, smtps://); empty: the system store.
 SMTP_OUT_CA_FILE = env("SMTP_OUT_CA_FILE", default="")
 
+# --- Delivery (the delivery role of runsmtp) --------------------------------
+# mx: to the recipients' mail servers; capture: stored as delivered, shown in the Outbox.
+DELIVERY_MODE = env_choice(env, "DELIVERY_MODE", "mx", ["mx", "capture"])
+DELIVERY_CONCURRENCY = env_int(env, "DELIVERY_CONCURRENCY", 100, minimum=1)  # sends at once
+DELIVERY_BATCH = env_int(env, "DELIVERY_BATCH", 200, minimum=1)  # recipients per claim
+DELIVERY_TRANSACTION_RECIPIENTS = env_int(env, "DELIVERY_TRANSACTION_RECIPIENTS", 50, minimum=1)
+DELIVERY_RETRY_FIRST = env_float(env, "DELIVERY_RETRY_FIRST", 300, positive=True)
+DELIVERY_RETRY_MAX = env_float(env, "DELIVERY_RETRY_MAX", 3600, positive=True)
+DELIVERY_MAX_LIFETIME = env_float(env, "DELIVERY_MAX_LIFETIME", 86400, positive=True)
+DELIVERY_LEASE = env_float(env, "DELIVERY_LEASE", 120, positive=True)
+DELIVERY_POLL_INTERVAL = env_float(env, "DELIVERY_POLL_INTERVAL", 1, positive=True)
+RENDER_WORKERS = env_int(env, "RENDER_WORKERS", 2, minimum=1)
+RENDER_TIMEOUT = env_float(env, "RENDER_TIMEOUT", 30, positive=True)
+
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
 TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing_slash=True)

@@ -71,6 +71,7 @@ class Server:
     starttls_port: int = 0
     mx_port: int = 0
     rlimit_nofile: int | None = None  # soft and hard descriptor limit of the process
+    roles: str | None = None  # runsmtp --roles; None: its default (every role)
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -120,8 +121,9 @@ class Server:
         offset = self.log.stat().st_size if self.log.exists() else 0
         logfile = open(self.log, "ab")  # noqa: SIM115 - kept open for the process' lifetime
         limit = self.rlimit_nofile
+        roles = ["--roles", self.roles] if self.roles else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks"],
+            [sys.executable, str(ROOT / "manage.py"), "runsmtp", "--skip-checks", *roles],
             cwd=ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT,
             preexec_fn=None if limit is None else
             lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),

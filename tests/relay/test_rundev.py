@@ -21,6 +21,9 @@ def test_both_processes_get_the_development_listeners_in_their_environment():
     assert (env["SMTP_BIND"], env["SMTP_HOSTNAME"]) == ("127.0.0.1", "127.0.0.1")
     assert (env["SMTP_TLS_PORTS"], env["SMTP_STARTTLS_PORTS"], env["SMTP_MX_PORTS"]) == (
         "2465", "2587", "2025")
+    # Nothing leaves a development machine: sent mail goes to the Outbox.
+    assert env["DELIVERY_MODE"] == "capture"
+    assert _rundev().dev_env({"DELIVERY_MODE": "mx"})["DELIVERY_MODE"] == "mx"
 
 
 def test_connect_page_snippets_under_the_rundev_environment_name_its_ports():

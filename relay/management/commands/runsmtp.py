@@ -1,4 +1,4 @@
-"""`manage.py runsmtp`: the SMTP listeners (and, later, the delivery workers) in one process."""
+"""`manage.py runsmtp`: the SMTP listeners and the delivery worker in one process."""
 import asyncio
 import logging
 import resource
@@ -17,7 +17,8 @@ def _ports(text: str | None, default: list[int]) -> list[int]:
 
 
 class Command(BaseCommand):
-    help = "Run the SMTP listeners: submission (implicit TLS and STARTTLS) and mx (bounces)."
+    help = ("Run the SMTP listeners, submission (implicit TLS and STARTTLS) and mx (bounces), "
+            "and delivery.")
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -43,7 +44,7 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(f"bad port list: {exc}") from None
-        if not specs:
+        if not specs and "delivery" not in roles:
             raise CommandError("no listener configured")
         for path in (settings.TLS_CERT_FILE, settings.TLS_KEY_FILE):
             if not Path(path).is_file():
@@ -62,6 +63,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(RelayServer(specs, bind=opts["bind"]).run())
+                runner.run(RelayServer(specs, bind=opts["bind"],
+                                       delivery="delivery" in roles).run())
         except OSError as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,448 @@
+"""The delivery worker (runsmtp's `delivery` role): claim due recipients, then each message
+goes through a short list of named steps: load, check suppression, render, send, record.
+
+Rendering runs in a process pool (relay.render_pool); a render that fails, crashes or times out
+sends the message unchanged (minus X-SMTPeter-* headers) and records a `warning` event. Sending
+goes through a Transport: `CaptureTransport` (DELIVERY_MODE=capture) or the mx transport
+(relay.mx + relay.smtp_out). Recipients of one message to one destination share a transaction
+only when their bytes and envelope sender are identical. Outcomes are written in batches by
+one recorder task; claims are bounded by DELIVERY_BATCH, so memory stays bounded however long
+the queue is.
+
+Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
+another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
+wake those too (later work). DSNs (relay/dsn.py) will be queued from the written outcomes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+
+from events.models import Event
+from events.services import record as record_event
+from features.overrides import strip_smtpeter_headers
+from features.render import envelope_sender
+from features.services import context as render_context
+
+from . import queue
+from .queue import Claim, QueuedMessage, Result
+from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
+
+log = logging.getLogger("relay.delivery")
+RENDER_CHUNK = 50  # recipients per render job: a big claim of one message uses every process
+RENDERED_FEATURES = ("clicktracking", "openstracking", "inlinecss")  # change the bytes
+RECORD_EVERY = 0.05  # seconds an outcome may wait to be written with others
+STOP_GRACE = 10.0  # seconds a stopping worker lets sends in flight finish
+
+
+# -- the transport interface ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rcpt:
+    address: str
+    notify: str = ""  # RCPT NOTIFY= as received ("" when none)
+    orcpt: str = ""  # RCPT ORCPT= as received, decoded: "rfc822;bob@example.org"
+
+
+@dataclass
+class RecipientOutcome:
+    """What the next hop said about one recipient. status: delivered, deferred or failed."""
+
+    status: str
+    code: int | None = None
+    enhanced: str = ""
+    text: str = ""
+    host: str = ""
+    ip: str | None = None
+    port: int | None = None
+    tls_version: str = ""
+    tls_cipher: str = ""
+    duration_ms: int = 0
+    captured: bool = False  # stored for the Outbox instead of sent
+    dsn_passed: bool = False  # the next hop took NOTIFY/ORCPT (else NOTIFY=SUCCESS: "relayed")
+
+
+class Transport(Protocol):
+    async def send(self, route_key: str, mail_from: str, recipients: list[Rcpt], data: bytes,
+                   ret: str, envid: str) -> list[RecipientOutcome]:
+        """One SMTP transaction to the destination of route_key (the recipients' domain,
+        lower-case): MAIL FROM mail_from (RET, ENVID), a RCPT per recipient, data with CRLF
+        line ends. One outcome per recipient, in order; a reply is an outcome, never an
+        exception."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class CaptureTransport:
+    """DELIVERY_MODE=capture: nothing leaves; every recipient is delivered with the captured
+    mark. The recorder stores the bytes with the outcome, in one transaction (a crash cannot
+    leave one without the other)."""
+
+    async def send(self, route_key: str, mail_from: str, recipients: list[Rcpt], data: bytes,
+                   ret: str, envid: str) -> list[RecipientOutcome]:
+        return [RecipientOutcome("delivered", 250, "2.0.0", "captured (DELIVERY_MODE=capture)",
+                                 host="capture", captured=True) for _ in recipients]
+
+    async def close(self) -> None:
+        return None
+
+
+def transport_for(mode: str) -> Transport | None:
+    """The transport of a DELIVERY_MODE, or None where this build has none."""
+    if mode == "capture":
+        return CaptureTransport()
+    # mx: the transport built on relay.mx (routing) and relay.smtp_out (the session) goes here.
+    return None
+
+
+def route_key(address: str) -> str:
+    """Which destination a recipient goes to: its domain, lower-case."""
+    return address.rpartition("@")[2].lower()
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Rendered:
+    """Per recipient id: (bytes to send, envelope sender)."""
+
+    by_recipient: dict[int, tuple[bytes, str]]
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+class DeliveryWorker:
+    def __init__(self, transport: Transport, renderer: RenderPool | None = None, *,
+                 worker_id: str | None = None, batch: int | None = None,
+                 concurrency: int | None = None, poll: float | None = None,
+                 lease: float | None = None):
+        self.transport = transport
+        self.renderer = renderer or RenderPool(settings.RENDER_WORKERS, settings.RENDER_TIMEOUT)
+        self.worker_id = worker_id or new_worker_id()
+        self.batch = batch or settings.DELIVERY_BATCH
+        self.poll = poll or settings.DELIVERY_POLL_INTERVAL
+        self.lease = lease or settings.DELIVERY_LEASE
+        self.per_transaction = settings.DELIVERY_TRANSACTION_RECIPIENTS
+        self._sends = asyncio.Semaphore(concurrency or settings.DELIVERY_CONCURRENCY)
+        self._db_threads = 2
+        self._db_pool = ThreadPoolExecutor(self._db_threads, thread_name_prefix="delivery-db")
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stopping = False
+        self._closing = False
+        self._recorder_task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task | None = None
+        self.inflight: set[int] = set()  # claimed, outcome not yet written
+        self._tasks: set[asyncio.Task] = set()
+        self._results: list[Result] = []
+        self._recorded = asyncio.Event()
+        self._warned: OrderedDict[tuple[int, str], None] = OrderedDict()
+        self.delivered = 0
+
+    def wake(self) -> None:
+        """New mail was committed: claim now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db_pool, _db_call, fn, args)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and deliver until stop(); stop() ends the recorder and the heartbeat."""
+        self._recorder_task = asyncio.create_task(self._recorder())
+        self._heartbeat_task = asyncio.create_task(self._heartbeat())
+        try:
+            await self.renderer.start()
+        except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
+            log.error("render processes did not start: %s", exc)
+        failures = 0
+        while not self._stopping:
+            room = self.batch - len(self.inflight)
+            if room < max(1, self.batch // 4):
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._wakeup.clear()
+            try:
+                claims = await self._db(queue.claim, self.worker_id, room)
+            except Exception as exc:  # noqa: BLE001 - the database comes back; we go on
+                pause = min(self.poll, 2 ** min(failures, 5) * 0.25)
+                failures += 1
+                log.error("claiming failed (%s: %s); next try in %g s",
+                          type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                continue
+            failures = 0
+            if not claims:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll)
+                except TimeoutError:
+                    pass
+                continue
+            by_message: dict[int, list[Claim]] = defaultdict(list)
+            for c in claims:
+                by_message[c.message_id].append(c)
+                self.inflight.add(c.recipient_id)
+            for message_id, group in by_message.items():
+                task = asyncio.create_task(self.deliver_message(message_id, group))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Stop claiming; let sends in flight finish for a while; give back what is left."""
+        self._stopping = True
+        self._wakeup.set()
+        self._room.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        # The recorder writes what is left and ends; a write it is in the middle of finishes
+        # first, so no lease is given back under an outcome being written.
+        self._closing = True
+        self._recorded.set()
+        if self._recorder_task is not None:
+            await self._recorder_task
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        unsent = sorted(self.inflight)
+        if unsent:
+            log.warning("stopping with %d recipient(s) unfinished: given back to the queue "
+                        "(any that were on the wire may be delivered twice)", len(unsent))
+            try:
+                await self._db(queue.unclaim, self.worker_id, unsent)
+            except Exception as exc:  # noqa: BLE001 - their leases expire on their own
+                log.error("giving back leases failed: %s", exc)
+        self.renderer.close()
+        await self.transport.close()
+        # Each thread closes its own connection (a barrier puts one close on each thread).
+        barrier = threading.Barrier(self._db_threads, timeout=5)
+        await asyncio.gather(*(self._db(_close_connection, barrier)
+                               for _ in range(self._db_threads)), return_exceptions=True)
+        self._db_pool.shutdown(wait=True)
+
+    # -- one message: the steps ------------------------------------------------------------
+
+    async def deliver_message(self, message_id: int, claims: list[Claim]) -> None:
+        try:
+            message = await self.load(message_id, claims)
+            if message is None:
+                return
+            claims = await self.check_suppression(message, claims)
+            rendered = await self.render(message, claims)
+            await self.send(message, claims, rendered)
+        except Exception as exc:  # noqa: BLE001 - this message is deferred, the worker goes on
+            log.exception("delivery of message %s failed", message_id)
+            done = {r.recipient_id for r in self._results}
+            self._add([Result(c.recipient_id, "deferred", 451, "4.3.0",
+                              f"Internal error ({type(exc).__name__}), will retry",
+                              attempted=False)
+                       for c in claims if c.recipient_id in self.inflight
+                       and c.recipient_id not in done])
+
+    async def load(self, message_id: int, claims: list[Claim]) -> QueuedMessage | None:
+        message = await self._db(queue.load_message, message_id)
+        if message is None:  # deleted by staff since the claim
+            self._forget([c.recipient_id for c in claims])
+        return message
+
+    async def check_suppression(self, message: QueuedMessage,
+                                claims: list[Claim]) -> list[Claim]:
+        """Suppressed recipients fail at once (5.7.1) without an attempt: the suppression
+        list comes with relay/suppression.py; until then nobody is suppressed."""
+        return claims
+
+    async def render(self, message: QueuedMessage, claims: list[Claim]) -> Rendered:
+        """The bytes and envelope sender of each recipient, features applied off the loop."""
+        features = message.features or {}
+        ctx = render_context(message.id, 0, message.mail_from)
+        if any(features.get(f) for f in RENDERED_FEATURES):
+            try:
+                return await self._render_in_pool(message, claims, ctx)
+            except RenderFailed as exc:
+                reason = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the message goes out unchanged
+                log.exception("render of message %s failed", message.queue_id)
+                reason = f"render failed ({type(exc).__name__})"
+            log.warning("message %s: %s; sent unchanged", message.queue_id, reason)
+            await self._warn(message, reason, {"action": "sent unchanged"})
+        unchanged = await asyncio.to_thread(strip_smtpeter_headers, message.raw)
+        return Rendered({
+            c.recipient_id: (unchanged, envelope_sender(
+                features, replace(ctx, recipient_id=c.recipient_id, recipient=c.address)))
+            for c in claims})
+
+    async def _render_in_pool(self, message: QueuedMessage, claims: list[Claim],
+                              ctx) -> Rendered:
+        jobs = [
+            RenderJob(message.id, message.raw, message.features, settings.CSS_INLINER, ctx,
+                      [(c.recipient_id, c.address) for c in claims[i:i + RENDER_CHUNK]])
+            for i in range(0, len(claims), RENDER_CHUNK)
+        ]
+        outputs: list[RenderOutput] = await asyncio.gather(
+            *(self.renderer.run(render_job, job) for job in jobs))
+        by_recipient = {}
+        warnings: dict[str, None] = {}
+        for out in outputs:
+            for rid, (index, sender) in out.recipients.items():
+                by_recipient[rid] = (out.bodies[index], sender)
+            warnings.update(dict.fromkeys(out.warnings))
+        for warning in warnings:
+            await self._warn(message, warning, {"action": "part left as it was"})
+        return Rendered(by_recipient)
+
+    async def send(self, message: QueuedMessage, claims: list[Claim],
+                   rendered: Rendered) -> None:
+        """One transaction per destination and identical (bytes, sender), at most
+        DELIVERY_TRANSACTION_RECIPIENTS recipients each; transactions run concurrently up to
+        DELIVERY_CONCURRENCY (the transport decides which share a connection)."""
+        groups: dict[tuple[str, int, str], list[Claim]] = defaultdict(list)
+        bodies: dict[int, bytes] = {}
+        for c in claims:
+            data, sender = rendered.by_recipient[c.recipient_id]
+            bodies[id(data)] = data
+            groups[(route_key(c.address), id(data), sender)].append(c)
+        sends = []
+        for (route, body_id, sender), members in groups.items():
+            for i in range(0, len(members), self.per_transaction):
+                sends.append(self._transaction(message, route, sender, bodies[body_id],
+                                               members[i:i + self.per_transaction]))
+        await asyncio.gather(*sends)
+
+    async def _transaction(self, message: QueuedMessage, route: str, sender: str, data: bytes,
+                           members: list[Claim]) -> None:
+        rcpts = [Rcpt(c.address, c.notify, c.orcpt) for c in members]
+        async with self._sends:
+            try:
+                outcomes = await self.transport.send(route, sender, rcpts, data, message.ret,
+                                                     message.envid)
+                if len(outcomes) != len(rcpts):
+                    raise ValueError(f"{len(outcomes)} outcomes for {len(rcpts)} recipients")
+            except Exception as exc:  # noqa: BLE001 - a transport bug defers, never drops
+                log.exception("transport failed for message %s to %s", message.queue_id, route)
+                outcomes = [RecipientOutcome("deferred", 451, "4.4.0",
+                                             f"Local transport error ({type(exc).__name__})")
+                            for _ in rcpts]
+        for r, o in zip(rcpts, outcomes, strict=True):
+            log.info("%s: to=<%s> from=<%s> relay=%s status=%s (%s %s %s)", message.queue_id,
+                     r.address, sender, o.host or route, o.status, o.code or "-", o.enhanced,
+                     o.text[:200])
+        self.record(members, outcomes, sender, data)
+
+    def record(self, members: list[Claim], outcomes: list[RecipientOutcome], sender: str,
+               data: bytes) -> None:
+        """Queue the outcomes for the recorder (written in batches, one transaction each)."""
+        results = []
+        for c, o in zip(members, outcomes, strict=True):
+            status = o.status if o.status in ("delivered", "failed") else "deferred"
+            results.append(Result(
+                c.recipient_id, status, o.code, o.enhanced, o.text, o.host, o.ip, o.port,
+                o.tls_version, o.tls_cipher, o.duration_ms, mail_from=sender,
+                capture=data if o.captured and status == "delivered" else None))
+        self._add(results)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _add(self, results: list[Result]) -> None:
+        self._results.extend(results)
+        if len(self._results) >= self.batch:
+            self._recorded.set()
+
+    def _forget(self, recipient_ids: list[int]) -> None:
+        self.inflight.difference_update(recipient_ids)
+        self._room.set()
+
+    async def _recorder(self) -> None:
+        """The one writer of outcomes: every RECORD_EVERY, or sooner when a batch is full."""
+        failures = 0
+        while True:
+            try:
+                await asyncio.wait_for(self._recorded.wait(), RECORD_EVERY)
+            except TimeoutError:
+                pass
+            self._recorded.clear()
+            failures = 0 if await self._flush() else failures + 1
+            if self._closing and (not self._results or failures >= 3):
+                if self._results:
+                    log.error("stopping with %d outcome(s) not written: their recipients "
+                              "are delivered again once their leases expire",
+                              len(self._results))
+                return
+
+    async def _flush(self) -> bool:
+        if not self._results:
+            return True
+        batch, self._results = self._results, []
+        try:
+            await self._db(queue.record_results, self.worker_id, batch)
+        except Exception as exc:  # noqa: BLE001 - kept and written with the next batch
+            log.error("writing %d outcome(s) failed (%s: %s); trying again",
+                      len(batch), type(exc).__name__, exc)
+            self._results = batch + self._results
+            await asyncio.sleep(1)
+            return False
+        self.delivered += sum(1 for r in batch if r.outcome == "delivered")
+        self._forget([r.recipient_id for r in batch])
+        return True
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            if self.inflight:
+                try:
+                    await self._db(queue.renew, self.worker_id, sorted(self.inflight))
+                except Exception as exc:  # noqa: BLE001 - tried again at the next beat
+                    log.error("renewing leases failed: %s", exc)
+
+    async def _warn(self, message: QueuedMessage, reason: str, data: dict) -> None:
+        # Once per message and reason in this process (a big message comes in many claims).
+        key = (message.id, reason)
+        if key in self._warned:
+            return
+        self._warned[key] = None
+        while len(self._warned) > 10_000:
+            self._warned.popitem(last=False)
+        try:
+            await self._db(record_event, Event.Type.WARNING, message.id, None,
+                           {"reason": reason, **data})
+        except Exception as exc:  # noqa: BLE001 - the log line above still says it
+            log.error("recording a warning for message %s failed: %s", message.queue_id, exc)
+
+
+def _close_connection(barrier: threading.Barrier) -> None:
+    barrier.wait()
+    connection.close()
+
+
+def _db_call(fn: Callable[..., Any], args: tuple) -> Any:
+    """fn(*args) on this thread's connection; once more on a new connection if that one was
+    cut (a database restart): every call here is one transaction, safe to repeat."""
+    try:
+        return fn(*args)
+    except (OperationalError, InterfaceError):
+        connection.close()
+    try:
+        return fn(*args)
+    except Exception:
+        connection.close()  # the next call in this thread starts on a fresh connection
+        raise

@@ -1,0 +1,371 @@
+"""The delivery queue: claim due recipients with a lease, record what each attempt came to
+(Attempt rows, events, the retry schedule), and the staff actions on it, each audited.
+
+Claims: on PostgreSQL `SELECT … FOR UPDATE SKIP LOCKED` in a short transaction that sets the
+lease, so several processes never claim one recipient at once; on SQLite the transaction takes
+the write lock at BEGIN (IMMEDIATE), which serialises claimers as well. The network work
+happens outside any transaction. An outcome is written only by the worker that still holds
+the lease; an expired lease (a crashed process) makes the recipient claimable again.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from events.models import Event
+from events.services import NewEvent, record_many
+
+from .models import Attempt, Capture, Message, QueueAudit, Recipient
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser as User
+
+log = logging.getLogger("relay.queue")
+State = Recipient.State
+PENDING = (State.QUEUED, State.DEFERRED)
+EXPIRED_ENHANCED = "5.4.7"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One leased recipient, with what delivery needs to know of it."""
+
+    recipient_id: int
+    message_id: int
+    address: str
+    notify: str
+    orcpt: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """The parts of a Message that delivery reads (raw only when asked for)."""
+
+    id: int
+    queue_id: str
+    kind: str
+    mail_from: str
+    ret: str
+    envid: str
+    features: dict
+    received_at: datetime
+    max_deliver_until: datetime | None
+    raw: bytes
+
+
+@dataclass
+class Result:
+    """What one attempt came to for one recipient; outcome is an Attempt.Outcome value.
+
+    attempted=False: decided without talking to anyone (suppressed, say): no Attempt row.
+    capture: capture mode's final bytes, stored with the outcome in one transaction.
+    """
+
+    recipient_id: int
+    outcome: str
+    code: int | None = None
+    enhanced: str = ""
+    text: str = ""
+    host: str = ""
+    ip: str | None = None
+    port: int | None = None
+    tls_version: str = ""
+    tls_cipher: str = ""
+    duration_ms: int = 0
+    mail_from: str = ""  # the envelope sender as sent
+    capture: bytes | None = None
+    attempted: bool = True
+
+    @property
+    def reply(self) -> str:
+        """The reply as one line: "451 4.7.1 text"."""
+        return " ".join(str(p) for p in (self.code, self.enhanced, self.text) if p)
+
+
+# -- schedule ------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int, first: float | None = None, most: float | None = None) -> timedelta:
+    """Wait after the ``attempts``-th failed attempt: first, doubling, never more than most."""
+    first = settings.DELIVERY_RETRY_FIRST if first is None else first
+    most = settings.DELIVERY_RETRY_MAX if most is None else most
+    exponent = min(max(attempts, 1) - 1, 60)  # 2**60 seconds is past any sane maximum
+    return timedelta(seconds=min(first * 2 ** exponent, most))
+
+
+def deadline(received_at: datetime, max_deliver_until: datetime | None = None,
+             lifetime: float | None = None) -> datetime:
+    """When a message's recipients stop being retried: DELIVERY_MAX_LIFETIME after arrival,
+    or the message's own X-SMTPeter-MaxDeliverTime if that is sooner."""
+    lifetime = settings.DELIVERY_MAX_LIFETIME if lifetime is None else lifetime
+    end = received_at + timedelta(seconds=lifetime)
+    return min(end, max_deliver_until) if max_deliver_until else end
+
+
+def next_attempt(attempts: int, now: datetime, end: datetime) -> datetime | None:
+    """When to try again after the ``attempts``-th failure, or None: expired, fail now.
+
+    The last retry happens at the deadline itself; a deferral at or past it is final.
+    """
+    if now >= end:
+        return None
+    return min(now + retry_delay(attempts), end)
+
+
+# -- claims --------------------------------------------------------------------------------
+
+
+def _due(state: str, now: datetime, limit: int, exclude: list[int] = ()) -> list[tuple]:
+    if limit <= 0:
+        return []
+    # Every pending recipient has a next_attempt_at (the queue writer, defer, release and
+    # retry set one): a range and an order the index rcpt_due answers, where "or null" or a
+    # second sort key made PostgreSQL sort every pending row for each claim.
+    qs = (Recipient.objects
+          .filter(state=state, next_attempt_at__lte=now)
+          .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+          .exclude(pk__in=exclude)
+          .order_by("next_attempt_at"))
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True)
+    return list(qs.values_list("id", "message_id", "address", "notify", "orcpt", "attempts")
+                [:limit])
+
+
+def claim(worker_id: str, limit: int, now: datetime | None = None,
+          lease: float | None = None) -> list[Claim]:
+    """Lease up to ``limit`` due recipients to ``worker_id`` (not held, not intake).
+
+    Retries may take at most half of a claim while fresh mail waits, fresh mail the rest:
+    neither a backlog of retries nor a flood of new mail starves the other.
+    """
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.DELIVERY_LEASE if lease is None else lease)
+    with transaction.atomic():
+        retries = _due(State.DEFERRED, now, limit // 2)
+        fresh = _due(State.QUEUED, now, limit - len(retries))
+        if len(retries) + len(fresh) < limit and len(retries) == limit // 2:
+            retries += _due(State.DEFERRED, now, limit - len(retries) - len(fresh),
+                            [r[0] for r in retries])
+        rows = fresh + retries
+        if rows:
+            Recipient.objects.filter(pk__in=[r[0] for r in rows]).update(
+                lease_until=until, leased_by=worker_id)
+    return [Claim(*row) for row in rows]
+
+
+def renew(worker_id: str, recipient_ids: list[int], now: datetime | None = None,
+          lease: float | None = None) -> int:
+    """Extend the leases ``worker_id`` still holds on these recipients (work in progress)."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.DELIVERY_LEASE if lease is None else lease)
+    return Recipient.objects.filter(pk__in=recipient_ids, leased_by=worker_id).update(
+        lease_until=until)
+
+
+def unclaim(worker_id: str, recipient_ids: list[int]) -> int:
+    """Give leases back unworked (a stopping worker): claimable again at once."""
+    return Recipient.objects.filter(pk__in=recipient_ids, leased_by=worker_id).update(
+        lease_until=None, leased_by="")
+
+
+def load_message(message_id: int) -> QueuedMessage | None:
+    row = (Message.objects.filter(pk=message_id)
+           .values_list("id", "queue_id", "kind", "mail_from", "ret", "envid", "features",
+                        "received_at", "max_deliver_until", "raw")
+           .first())
+    if row is None:
+        return None
+    return QueuedMessage(*row[:-1], raw=bytes(row[-1]))
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+def deliver_ok(worker_id: str, results: list[Result], now: datetime | None = None) -> int:
+    return record_results(worker_id, [_as(r, Attempt.Outcome.DELIVERED) for r in results], now)
+
+
+def defer(worker_id: str, results: list[Result], now: datetime | None = None) -> int:
+    return record_results(worker_id, [_as(r, Attempt.Outcome.DEFERRED) for r in results], now)
+
+
+def fail(worker_id: str, results: list[Result], now: datetime | None = None) -> int:
+    return record_results(worker_id, [_as(r, Attempt.Outcome.FAILED) for r in results], now)
+
+
+def _as(result: Result, outcome: str) -> Result:
+    result.outcome = outcome
+    return result
+
+
+def _event_data(r: Result) -> dict:
+    data = {"code": r.code, "enhanced": r.enhanced, "text": r.text, "host": r.host}
+    if r.capture is not None:
+        data["captured"] = True
+    return data
+
+
+def record_results(worker_id: str, results: list[Result], now: datetime | None = None) -> int:
+    """Store a batch of outcomes in one transaction; returns how many were stored.
+
+    Rows whose lease ``worker_id`` no longer holds (expired and claimed by another, or
+    deleted by staff) are left alone: the holder of the lease writes their outcome.
+    A deferral past the message's deadline becomes a failure (5.4.7, with the last reply).
+    Events: delivery, failure, and deferral only when a recipient is first deferred.
+    """
+    if not results:
+        return 0
+    now = now or timezone.now()
+    by_id = {r.recipient_id: r for r in results}
+    with transaction.atomic():
+        rows = list(
+            Recipient.objects.select_for_update()
+            .filter(pk__in=list(by_id), leased_by=worker_id)
+            .values_list("id", "message_id", "state", "attempts", "first_deferred_at",
+                         "message__received_at", "message__max_deliver_until")
+        )
+        if len(rows) < len(by_id):
+            mine = {row[0] for row in rows}
+            log.warning("%d outcome(s) dropped: lease lost or recipient deleted (ids %s)",
+                        len(by_id) - len(rows), sorted(set(by_id) - mine)[:20])
+        attempts, captures, events = [], [], []
+        delivered: dict[tuple, list[int]] = defaultdict(list)
+        for rid, message_id, state, tries, first_deferred, received, until in rows:
+            r = by_id[rid]
+            if r.attempted:
+                attempts.append(Attempt(
+                    recipient_id=rid, time=now, host=r.host[:255], ip=r.ip or None, port=r.port,
+                    tls_version=r.tls_version[:16], tls_cipher=r.tls_cipher[:64], code=r.code,
+                    enhanced=r.enhanced[:16], text=r.text, duration_ms=max(r.duration_ms, 0),
+                    outcome=r.outcome))
+            tries += 1 if r.attempted else 0
+            if r.outcome == Attempt.Outcome.DELIVERED:
+                delivered[(r.code, r.enhanced, r.text, r.capture is not None)].append(rid)
+                if r.capture is not None:
+                    captures.append(Capture(recipient_id=rid, message_id=message_id, time=now,
+                                            mail_from=r.mail_from, data=r.capture))
+                events.append(NewEvent(Event.Type.DELIVERY, message_id, rid, _event_data(r)))
+                continue
+            fields = {"attempts": tries, "last_code": r.code, "last_enhanced": r.enhanced[:16],
+                      "last_response": r.reply, "lease_until": None, "leased_by": ""}
+            when = None
+            if r.outcome == Attempt.Outcome.DEFERRED:
+                when = next_attempt(tries, now, deadline(received, until))
+            if when is not None:
+                fields.update(next_attempt_at=when,
+                              first_deferred_at=first_deferred or now)
+                if state != State.HELD:
+                    fields["state"] = State.DEFERRED
+                if first_deferred is None:
+                    events.append(NewEvent(Event.Type.DEFERRAL, message_id, rid,
+                                           {**_event_data(r), "next_attempt_at": when.isoformat()}))
+            else:
+                data = _event_data(r)
+                if r.outcome == Attempt.Outcome.DEFERRED:  # out of time
+                    data.update(expired=True, enhanced=EXPIRED_ENHANCED,
+                                text=f"Delivery time expired; last reply: {r.reply}")
+                    fields.update(last_enhanced=EXPIRED_ENHANCED,
+                                  last_response=f"{EXPIRED_ENHANCED} Delivery time expired; "
+                                                f"last reply: {r.reply}")
+                fields.update(state=State.FAILED, next_attempt_at=None)
+                events.append(NewEvent(Event.Type.FAILURE, message_id, rid, data))
+            Recipient.objects.filter(pk=rid).update(updated=now, **fields)
+        for (code, enhanced, text, captured), ids in delivered.items():
+            reply = Result(0, "", code, enhanced, text).reply
+            Recipient.objects.filter(pk__in=ids).update(
+                state=State.DELIVERED, attempts=F("attempts") + 1, last_code=code,
+                last_enhanced=enhanced[:16], last_response=reply, captured=captured,
+                next_attempt_at=None, lease_until=None, leased_by="", updated=now)
+        Attempt.objects.bulk_create(attempts)
+        Capture.objects.bulk_create(captures)
+        record_many(events)
+    return len(rows)
+
+
+# -- staff actions -------------------------------------------------------------------------
+
+
+def _audit(action: str, message: Message, recipients: list[str], actor: User | None,
+           actor_name: str, details: dict | None = None) -> QueueAudit:
+    name = actor.get_username() if actor is not None else (actor_name or "system")
+    log.info("queue %s: %s of %d recipient(s) by %s", message.queue_id, action,
+             len(recipients), name)
+    return QueueAudit.objects.create(
+        action=action, actor=actor if actor is not None and actor.pk else None,
+        actor_name=name, queue_id=message.queue_id,
+        message=message if action != QueueAudit.Action.DELETE else None,
+        recipients=recipients, details=details or {},
+    )
+
+
+def _message(queue_id: str) -> Message:
+    message = Message.objects.select_for_update().filter(queue_id=queue_id).first()
+    if message is None:
+        raise LookupError(f"no message with queue id {queue_id!r}")
+    return message
+
+
+@transaction.atomic
+def retry_now(queue_id: str, *, actor: User | None = None,
+              actor_name: str = "") -> QueueAudit | None:
+    """Make the message's queued and deferred recipients due now; None if it has none."""
+    message = _message(queue_id)
+    pending = message.recipients.filter(state__in=PENDING)
+    addresses = list(pending.values_list("address", flat=True))
+    if not addresses:
+        return None
+    pending.update(next_attempt_at=timezone.now())
+    return _audit(QueueAudit.Action.RETRY, message, addresses, actor, actor_name)
+
+
+@transaction.atomic
+def hold(queue_id: str, *, actor: User | None = None,
+         actor_name: str = "") -> QueueAudit | None:
+    """Stop delivery of the message's queued and deferred recipients until released.
+
+    One already on the wire finishes; its outcome is written (a deferral keeps it held).
+    """
+    message = _message(queue_id)
+    pending = message.recipients.filter(state__in=PENDING)
+    addresses = list(pending.values_list("address", flat=True))
+    if not addresses:
+        return None
+    pending.update(state=State.HELD, updated=timezone.now())
+    return _audit(QueueAudit.Action.HOLD, message, addresses, actor, actor_name)
+
+
+@transaction.atomic
+def release(queue_id: str, *, actor: User | None = None,
+            actor_name: str = "") -> QueueAudit | None:
+    """Held recipients due again now (deferred if they were tried before, else queued)."""
+    message = _message(queue_id)
+    held = message.recipients.filter(state=State.HELD)
+    addresses = list(held.values_list("address", flat=True))
+    if not addresses:
+        return None
+    now = timezone.now()
+    held.filter(attempts=0).update(state=State.QUEUED, next_attempt_at=now, updated=now)
+    held.filter(attempts__gt=0).update(state=State.DEFERRED, next_attempt_at=now, updated=now)
+    return _audit(QueueAudit.Action.RELEASE, message, addresses, actor, actor_name)
+
+
+@transaction.atomic
+def delete(queue_id: str, *, actor: User | None = None, actor_name: str = "") -> QueueAudit:
+    """Delete the message with its recipients, attempts and events; the audit entry keeps the
+    queue id, sender and each recipient's state at deletion."""
+    message = _message(queue_id)
+    states = list(message.recipients.values_list("address", "state"))
+    entry = _audit(QueueAudit.Action.DELETE, message, [a for a, _ in states], actor, actor_name,
+                   {"mail_from": message.mail_from, "states": [list(s) for s in states]})
+    message.delete()
+    return entry

@@ -1,0 +1,232 @@
+"""Delivery inside a real runsmtp in capture mode: mail submitted over TLS with AUTH ends in the
+Outbox with its login's features applied, with its Attempt and events; a render that kills
+its process costs only that message; a kill -9 mid-run loses nothing; intake is never
+delivered; held mail waits for its release."""
+import signal
+import smtplib
+import time
+
+import pytest
+from django.db import connection
+
+from credentials import services
+from events.models import Event
+from features.overrides import strip_smtpeter_headers
+from relay.models import Attempt, Capture, Message, Recipient
+
+from .conftest import SERVER_ENV
+from .smtp_helpers import HOST, LineClient, Server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CAPTURE_ENV = {
+    **SERVER_ENV,
+    "DELIVERY_MODE": "capture",
+    # Longer than any wait below: new mail must wake the worker, not wait for a poll.
+    "DELIVERY_POLL_INTERVAL": "120",
+    "TRACKING_BASE_URL": "https://t.test/t/",
+}
+HTML = (b"Subject: hello\r\nX-SMTPeter-Tags: news\r\nContent-Type: text/html\r\n\r\n"
+        b'<p>Read <a href="https://example.com/article">the article</a></p>\r\n')
+
+
+@pytest.fixture(scope="module")
+def capture_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
+    with django_db_blocker.unblock():
+        connection.ensure_connection()
+    server = Server(cert=tls_files[0], key=tls_files[1], env_extra=CAPTURE_ENV,
+                    workdir=tmp_path_factory.mktemp("runsmtp")).start()
+    yield server
+    server.stop()
+    log = server.log_text()
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
+
+
+def submit(server: Server, login, password: str, recipients: list[str], body: bytes,
+           count: int = 1) -> list[str]:
+    """Send ``count`` messages over implicit TLS with AUTH; their queue ids."""
+    ids = []
+    with smtplib.SMTP_SSL(HOST, server.tls_port, context=server.client_context()) as s:
+        s.login(login.username, password)
+        for _ in range(count):
+            s.mail("app@example.com")
+            for r in recipients:
+                assert s.rcpt(r)[0] == 250
+            code, reply = s.data(body)
+            assert code == 250, reply
+            ids.append(reply.decode().rsplit(" ", 1)[1])
+    return ids
+
+
+def wait_for(check, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def delivered(queue_ids: list[str]) -> bool:
+    rcpts = Recipient.objects.filter(message__queue_id__in=queue_ids)
+    return rcpts.exists() and not rcpts.exclude(state=Recipient.State.DELIVERED).exists()
+
+
+def test_sent_mail_lands_in_the_outbox_with_the_login_s_features(capture_server, alice, client):
+    login, password = services.create_login(alice, features=["clicktracking", "bouncetracking"])
+    started = time.monotonic()
+    [queue_id] = submit(capture_server, login, password, ["a@example.org", "b@example.net"],
+                        HTML)
+    wait_for(lambda: delivered([queue_id]), what="delivery")
+    assert time.monotonic() - started < 30  # woken by the commit, not by the 120 s poll
+
+    message = Message.objects.get(queue_id=queue_id)
+    captures = {c.recipient.address: c for c in Capture.objects.select_related("recipient")}
+    assert set(captures) == {"a@example.org", "b@example.net"}
+    tokens = set()
+    for capture in captures.values():
+        data = bytes(capture.data)
+        assert b'<a href="https://t.test/t/c/' in data
+        assert b"https://example.com/article" not in data and b"X-SMTPeter" not in data
+        assert data.startswith(b"Received: ") and b"Subject: hello\r\n" in data
+        tokens.add(data.split(b"https://t.test/t/c/")[1].split(b'"')[0])
+        # bouncetracking: a VERP envelope sender of our bounce domain, per recipient
+        assert capture.mail_from.endswith("@bounces.test") and capture.message_id == message.pk
+    assert len(tokens) == 2 and len({c.mail_from for c in captures.values()}) == 2
+
+    for r in message.recipients.all():
+        assert (r.state, r.captured, r.attempts, r.last_code) == ("delivered", True, 1, 250)
+        [attempt] = Attempt.objects.filter(recipient=r)
+        assert (attempt.outcome, attempt.code, attempt.enhanced, attempt.host) == (
+            "delivered", 250, "2.0.0", "capture")
+        [event] = Event.objects.filter(recipient=r)
+        assert (event.type, event.message_id, event.data["captured"]) == (
+            "delivery", message.pk, True)
+
+    # The tracked link works: the click is recorded and redirects to the original.
+    token = sorted(tokens)[0].decode()
+    response = client.get(f"/t/c/{token}")
+    assert (response.status_code, response["Location"]) == (302, "https://example.com/article")
+    assert Event.objects.filter(type="click", message=message).count() == 1
+    assert f"{queue_id}: to=<a@example.org>" in capture_server.log_text()
+
+
+DEEP = (b"Subject: deep\r\nX-SMTPeter-InlineCSS: true\r\nContent-Type: text/html\r\n\r\n"
+        b"<html><head><style>p{color:red}</style></head><body>\r\n"
+        + (b"<div>" * 100 + b"\r\n") * 120
+        + b'<a href="https://example.com/deep">deep</a>\r\n'
+        + (b"</div>" * 100 + b"\r\n") * 120 + b"</body></html>\r\n")
+
+
+def test_a_render_that_kills_its_process_costs_only_that_message(capture_server, alice):
+    login, password = services.create_login(alice, features=["clicktracking"])
+    # 12,000 nested elements under a <style> block: css-inline 0.24 overflows its stack and
+    # dies by SIGSEGV (FACTS.md), in the render process; runsmtp must not notice.
+    [deep] = submit(capture_server, login, password, ["deep@example.org"], DEEP)
+    [fine] = submit(capture_server, login, password, ["fine@example.org"], HTML)
+    wait_for(lambda: delivered([deep, fine]), what="both messages delivered")
+    assert capture_server.proc.poll() is None
+
+    deep_msg = Message.objects.get(queue_id=deep)
+    sent = bytes(Capture.objects.get(message=deep_msg).data)
+    warnings = list(Event.objects.filter(message=deep_msg, type="warning"))
+    if any("crashed" in w.data["reason"] for w in warnings):
+        # Sent exactly as submitted, minus the X-SMTPeter-* headers.
+        assert sent == strip_smtpeter_headers(bytes(deep_msg.raw))
+        assert [w.data["action"] for w in warnings] == ["sent unchanged"]
+        assert "render process crashed; sent unchanged" in capture_server.log_text()
+    else:  # a renderer that bounds the depth itself (issue: hardening) never crashes here
+        assert b"https://t.test/t/c/" in sent and warnings
+    # The message next to it was rendered as usual, and so is the next one.
+    assert b"https://t.test/t/c/" in bytes(Capture.objects.get(message__queue_id=fine).data)
+    [after] = submit(capture_server, login, password, ["after@example.org"], HTML)
+    wait_for(lambda: delivered([after]), what="delivery after the crash")
+    assert b"https://t.test/t/c/" in bytes(Capture.objects.get(message__queue_id=after).data)
+
+
+def test_intake_mail_is_never_delivered(capture_server, alice):
+    client = LineClient(capture_server, capture_server.mx_port)
+    assert client.cmd("EHLO mx.example.net").code == 250
+    assert client.send_message(b"Subject: bounce\r\n\r\nreport\r\n", mail_from="",
+                               rcpt="postmaster@bounces.test").code == 250
+    client.cmd("QUIT")
+    client.close()
+    login, password = services.create_login(alice)
+    [queue_id] = submit(capture_server, login, password, ["c@example.org"], HTML)
+    wait_for(lambda: delivered([queue_id]), what="the submission delivered")
+    bounce = Recipient.objects.get(address="postmaster@bounces.test")
+    assert (bounce.state, bounce.attempts, bounce.leased_by) == ("intake", 0, "")
+    assert not Capture.objects.filter(recipient=bounce).exists()
+    assert not Event.objects.filter(recipient=bounce).exists()
+
+
+@pytest.fixture
+def servers(tls_files, tmp_path):
+    started = []
+
+    def start(roles: str | None, **env) -> Server:
+        server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path, roles=roles,
+                        env_extra={**CAPTURE_ENV, **env})
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+def test_kill_9_mid_delivery_loses_nothing(servers, alice):
+    login, password = services.create_login(alice, features=["clicktracking"])
+    intake = servers("submission,mx")  # no delivery: the queue fills first
+    total = 300
+    queue_ids = submit(intake, login, password, ["x@example.org"], HTML, count=total)
+    intake.stop()
+    done = Recipient.objects.filter(state="delivered")
+    # Small claims and few sends at once: the run lasts long enough to be cut in the middle.
+    slow = {"DELIVERY_BATCH": "4", "DELIVERY_CONCURRENCY": "1", "DELIVERY_LEASE": "2",
+            "DELIVERY_POLL_INTERVAL": "0.2"}
+    first = servers("delivery", **slow)
+    leased = Recipient.objects.exclude(leased_by="").exclude(state="delivered")
+    # Killed while it holds claims: those must come back when their leases expire.
+    wait_for(lambda: done.count() >= 10 and leased.exists(), what="deliveries under way")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(10)
+    cut_at, in_flight = done.count(), leased.count()
+    assert cut_at < total and in_flight > 0, (cut_at, in_flight)
+
+    servers("delivery", DELIVERY_POLL_INTERVAL="0.2")
+    wait_for(lambda: delivered(queue_ids), timeout=120, what="every recipient delivered")
+    assert Capture.objects.count() == total
+    assert Event.objects.filter(type="delivery").count() == total  # each exactly once
+    assert Attempt.objects.filter(outcome="delivered").count() == total
+    print(f"killed at {cut_at}/{total} delivered, {in_flight} leased by the dead process")
+
+
+def test_held_mail_waits_for_its_release(servers, alice):
+    login, password = services.create_login(alice)
+    intake = servers("submission,mx")
+    held, other = submit(intake, login, password, ["h@example.org"], HTML, count=2)
+    from django.core.management import call_command
+
+    call_command("mailq", "--hold", held)
+    servers("delivery", DELIVERY_POLL_INTERVAL="0.2")
+    wait_for(lambda: delivered([other]), what="the other message")
+    time.sleep(1)  # several polls
+    assert Recipient.objects.get(message__queue_id=held).state == "held"
+    call_command("mailq", "--release", held)
+    wait_for(lambda: delivered([held]), what="the released message")
+
+
+def test_delivery_outlives_cut_database_connections(servers, alice):
+    if connection.vendor != "postgresql":
+        pytest.skip("cuts PostgreSQL connections (runs in the PostgreSQL run of the suite)")
+    from .test_db_reconnect import _terminate_other_backends
+
+    # A server of its own: the queue writer logs the cut with a traceback.
+    capture_server = servers(None)
+    login, password = services.create_login(alice)
+    [before] = submit(capture_server, login, password, ["r1@example.org"], HTML)
+    wait_for(lambda: delivered([before]), what="delivery before the cut")
+    assert _terminate_other_backends() >= 2
+    [after] = submit(capture_server, login, password, ["r2@example.org"], HTML)
+    # The claim this message wakes meets a cut connection: it is made again on a new one,
+    # not left to the next poll (120 s here).
+    wait_for(lambda: delivered([after]), timeout=20, what="delivery after the cut")
