@@ -245,6 +245,8 @@ def test_the_page_shows_envelope_features_recipients_attempts_and_timeline(
                     "no@example.com": "failed"}
     assert "NOTIFY=DELAY,FAILURE ORCPT=rfc822;Later@x.test" in html
     assert "451 4.7.1 greylisted, come back later" in html
+    next_at = Recipient.objects.get(pk=later.pk).next_attempt_at
+    assert f'next attempt <time datetime="{next_at.isoformat()}' in html
     assert "550 5.1.1 no such user here" in html
     # Each attempt with the server's reply.
     assert html.count('class="attempt-row') == 3
