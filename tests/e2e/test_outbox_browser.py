@@ -12,6 +12,7 @@ from django.db import connection
 
 from credentials import services
 from events.models import Event
+from features.services import forget_links
 from relay.models import Capture, Message
 from relay.tls import write_self_signed
 from tests.relay.conftest import SERVER_ENV
@@ -33,6 +34,15 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.__violations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
 });
 """
+
+
+# The click endpoint caches each message's links per process, by message id: ids come again
+# after a rollback or flush, so a test starts and ends with an empty cache.
+@pytest.fixture(autouse=True)
+def _fresh_link_cache():
+    forget_links()
+    yield
+    forget_links()
 
 
 def html_mail(image_url: str) -> bytes:
