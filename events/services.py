@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from .models import Event
 
@@ -72,3 +73,13 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
+
+
+def for_message(message_id: int, recipient_ids: list[int] | None = None,
+                limit: int = 1000) -> list[Event]:
+    """A message's events, oldest first, at most ``limit``: those of the message as a whole,
+    and of every recipient or (recipient_ids given) only of those recipients."""
+    events = Event.objects.filter(message_id=message_id)
+    if recipient_ids is not None:
+        events = events.filter(Q(recipient__isnull=True) | Q(recipient_id__in=recipient_ids))
+    return list(events.order_by("time", "id")[:limit])

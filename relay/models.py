@@ -67,6 +67,8 @@ class Message(models.Model):
     helo = models.CharField(max_length=255, blank=True)
     tls_version = models.CharField(max_length=16, blank=True)
     size = models.PositiveIntegerField(default=0)
+    # Read from the header block at accept time (relay.headers), so that it can be searched.
+    subject = models.CharField(max_length=998, blank=True, db_default="")
     raw = models.BinaryField()  # Received: header + the bytes as submitted
     # X-SMTPeter-MaxDeliverTime: set only when it ends delivery before DELIVERY_MAX_LIFETIME.
     max_deliver_until = models.DateTimeField(null=True, blank=True)

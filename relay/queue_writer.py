@@ -23,6 +23,8 @@ from django.utils import timezone
 from features.overrides import apply_overrides, max_deliver_seconds
 from smtpeter_site.sql import insert_sql
 
+from .headers import subject_of
+
 log = logging.getLogger("relay.queue")
 MAX_BATCH = 200
 
@@ -52,6 +54,7 @@ def _header_bytes(raw: bytes | bytearray) -> bytes:
 _MESSAGE_COLUMNS = (
     "queue_id", "kind", "login", "owner", "received_at", "mail_from", "ret", "envid", "body",
     "features", "tags", "client_ip", "helo", "tls_version", "size", "raw", "max_deliver_until",
+    "subject",
 )
 _RECIPIENT_COLUMNS = (
     "message", "address", "notify", "orcpt", "state", "attempts", "next_attempt_at",
@@ -128,7 +131,7 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
                 now_db, s.mail_from, s.ret, s.envid, s.body,
                 prep["features"](features, connection), prep["tags"](tags, connection),
                 s.client_ip, s.helo[:255], s.tls_version, len(s.raw),
-                prep["raw"](s.raw, connection), until,
+                prep["raw"](s.raw, connection), until, subject_of(head),
             ))
             message_id = cursor.fetchone()[0]
             ids.append(message_id)

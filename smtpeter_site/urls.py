@@ -1,4 +1,5 @@
-"""URL map: dashboard at /, tracking endpoints at /t/, Django admin at /admin/."""
+"""URL map: dashboard at / (messages and Outbox from relay), tracking endpoints at /t/, Django
+admin at /admin/."""
 from django.contrib import admin
 from django.urls import include, path
 
@@ -6,5 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("t/", include("features.urls")),
     path("preview/", include("features.dashboard_urls")),
+    path("", include("relay.urls")),
     path("", include("credentials.urls")),
 ]
