@@ -15,7 +15,6 @@ MAX_DEPTH = 40
 _NOT_MIME = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined",
                        "mbcs", "oem"})
 _SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WANTED = re.compile(
     rb"(?im)^(content-type|content-transfer-encoding|content-disposition)[ \t]*:"
     rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)"
@@ -48,14 +47,27 @@ class MimeError(ValueError):
     """A part that cannot be decoded or re-encoded; the message goes out unchanged there."""
 
 
-def _split(raw: bytes, start: int, end: int) -> int:
-    """Offset where the body of the part raw[start:end] begins."""
-    if raw.startswith(b"\r\n", start):
-        return start + 2
-    if raw.startswith(b"\n", start):
-        return start + 1
-    m = _HEADER_END.search(raw, start, end)
-    return m.end() if m else end
+def header_end(raw: bytes | bytearray, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Where the header block of the part raw[start:end] ends: (fields, body).
+
+    raw[start:fields] is the header fields, each with its line end; raw[fields:body] is the
+    empty line (CRLF or LF) that ends them; the body starts at body. A part that starts with
+    an empty line has no fields; a part without an empty line is all header: (end, end).
+    The one definition of "the header block" for features and relay alike.
+    """
+    end = len(raw) if end is None else end
+    for nl in (b"\r\n", b"\n"):
+        if raw.startswith(nl, start, end):
+            return start, start + len(nl)
+    # The empty line starts at the first LF followed by another line end; searched for with
+    # find() (a regular expression looks at every byte in turn). The CRLF search comes first
+    # and bounds the LF one: mail from SMTP has CRLF line ends and a header block of a few KB.
+    crlf = raw.find(b"\n\r\n", start, end)
+    lf = raw.find(b"\n\n", start, end if crlf < 0 else crlf + 2)
+    first = crlf if lf < 0 else lf
+    if first < 0:
+        return end, end
+    return first + 1, first + (2 if first == lf else 3)
 
 
 def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
@@ -68,7 +80,7 @@ def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
 
 def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warnings: list[str],
           default_type: str = "text/plain"):
-    body = _split(raw, start, end)
+    body = header_end(raw, start, end)[1]
     try:
         headers = _headers(raw[start:body])
         headers.set_default_type(default_type)
