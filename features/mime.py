@@ -179,6 +179,41 @@ def codec_name(charset: str | None) -> str:
     return info.name
 
 
+def qp_encode_slots(data: bytes, newline: bytes, lf_lines: bool = False) -> list[bytes]:
+    """qp_encode(data) cut where each NUL byte of data was: the texts between slots, each
+    ready to be joined with qp_slot(value) in between (what a render does per recipient).
+
+    A text before a slot ends with a soft line break unless it ends a line already; a text
+    after a slot that starts with a lone "." spells it "=2E".
+    """
+    soft = b"=" + newline
+    # Each NUL is "=00" on a line of at most 76; a soft break in its place keeps the line that
+    # short and ends it before the slot (where a line starts, none is needed).
+    chunks = qp_encode(data, newline, lf_lines).split(b"=00")
+    last = chunks.pop()
+    chunks = [c + soft if c and not c.endswith(newline) else c for c in chunks]
+    chunks.append(last)
+    # After a slot's soft break a text starts a line; a lone "." there would end an SMTP DATA
+    # at a relay that forgot to dot-stuff, so spell it as b2a_qp does.
+    for i in range(1, len(chunks)):
+        chunk = chunks[i]
+        if chunk[:1] == b"." and (len(chunk) == 1 or chunk[1:1 + len(newline)] == newline):
+            chunks[i] = b"=2E" + chunk[1:]
+    return chunks
+
+
+def qp_slot(value: bytes, newline: bytes, followed: bool) -> bytes:
+    """value (ASCII, a tracking URL) as it goes between two texts of qp_encode_slots: encoded
+    where it must be, and ended with a soft line break when a text follows on its line."""
+    # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
+    if len(value) > 76 or b"=" in value:
+        value = qp_encode(value, newline)
+    if not followed:
+        return value
+    # The soft break's "=" must fit too: a line of 76 is cut first.
+    return value + b"=" + newline if len(value) < 76 else qp_soft_break(value, newline)
+
+
 def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:
     """encoded (quoted-printable) followed by a soft line break, keeping lines <= 76."""
     if not encoded or encoded.endswith(b"\n"):
