@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from smtpeter_site.keys import key_for
+
 from .esmtp_params import printable
 
 log = logging.getLogger("relay.auth")
@@ -223,7 +225,7 @@ class Authenticator:
         self._cache: dict[bytes, tuple[str, float]] = {}
         self._inflight: dict[bytes, asyncio.Future] = {}
         self._ip_locks: dict[str, list] = {}  # ip -> [lock, users]
-        self._secret = hashlib.sha256(b"smtp-auth-cache:" + settings.SECRET_KEY.encode()).digest()
+        self._secret = key_for("smtp-auth-cache")
 
     def _key(self, username: str, password: str) -> bytes:
         # Length-prefixed so that no two (username, password) pairs share a key.
