@@ -1,6 +1,6 @@
 """SMTP AUTH off the event loop: a cache of verified credentials, failure throttling, single-flight.
 
-- argon2 runs in a small thread pool (it is ~120 ms of CPU by design); the event loop never waits.
+- argon2 runs in a small thread pool (it is slow on purpose, all CPU); the event loop never waits.
 - A verified (username, password) pair is remembered as an HMAC keyed with SECRET_KEY (never the
   password) together with the password hash it matched. A hit re-reads the login row (one
   indexed query) and counts only while that hash and the enabled flag are unchanged, and for at
