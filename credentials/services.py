@@ -227,7 +227,7 @@ def delete_logins_of(owner: User) -> int:
 
 
 def verify_password(login: Login, password: str) -> bool:
-    """argon2 check (~120 ms, CPU-bound): callers on an event loop run it in a thread."""
+    """argon2 check (CPU-bound and slow by design): callers on an event loop run it in a thread."""
     return check_password(password, login.password_hash)
 
 

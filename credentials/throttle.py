@@ -1,4 +1,8 @@
-"""Counting failed dashboard sign-ins per account and per client address, in the cache."""
+"""The dashboard sign-in throttle: failed sign-ins per account and per client address.
+
+The counter is smtpeter_site.throttle.FailureCounter (SMTP AUTH uses it too), kept in Django's
+cache here so that every web process counts the same failures.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,17 +11,25 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 
+from smtpeter_site.throttle import FailureCounter
+
 log = logging.getLogger("credentials.signin")
 # Without a client address the per-address counter is off: said once, not on every sign-in.
 _warned_without_address = False
 
 
+def _signin_counter() -> FailureCounter:
+    # Built per call: the limits are settings, read when used.
+    return FailureCounter(settings.SIGNIN_MAX_FAILURES, settings.SIGNIN_FAILURE_WINDOW,
+                          store=cache, prefix="signin-fail:")
+
+
 def _keys(username: str, ip: str | None) -> list[str]:
     # Hashed so that arbitrary user input never becomes a raw cache key.
     account = hashlib.sha256(username.strip().lower().encode()).hexdigest()
-    keys = [f"signin-fail:account:{account}"]
+    keys = [f"account:{account}"]
     if ip:
-        keys.append(f"signin-fail:ip:{ip}")
+        keys.append(f"ip:{ip}")
     return keys
 
 
@@ -37,24 +49,19 @@ def is_throttled(username: str, ip: str | None) -> bool:
     """True when the account or the address has used up its failures in the window."""
     if ip is None:
         _warn_once_without_address()
-    counts = cache.get_many(_keys(username, ip))
-    return any(n >= settings.SIGNIN_MAX_FAILURES for n in counts.values())
+    return _signin_counter().blocked(*_keys(username, ip))
 
 
 def record_failure(username: str, ip: str | None) -> None:
-    # The window starts at the first failure (fixed window): add() sets the expiry once.
+    counter = _signin_counter()
     for key in _keys(username, ip):
-        cache.add(key, 0, timeout=settings.SIGNIN_FAILURE_WINDOW)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add() and incr()
-            cache.set(key, 1, timeout=settings.SIGNIN_FAILURE_WINDOW)
+        counter.add(key)
 
 
 def clear_account(username: str) -> None:
     """Forget an account's failures after a good sign-in; the address keeps its count so one
     valid account cannot be used to reset an address that is guessing others."""
-    cache.delete(_keys(username, None)[0])
+    _signin_counter().clear(_keys(username, None)[0])
 
 
 def window_minutes() -> int:

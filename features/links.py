@@ -41,11 +41,11 @@ class Change(NamedTuple):
     detail: str = ""
 
 
-# Any case scheme, a host; nothing else is ever rewritten.
-_TRACKABLE = re.compile(r"https?://[^\s/?#\\]+", re.I)
+# Template placeholders ({{ }}, {% %}, *| |*, %%, [[ ]], <% %>, ${): a URL holding one is
+# filled in later by someone else's template engine and is never rewritten.
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\*\||\|\*|%%|\[\[|\]\]|<%|%>|\$\{")
-# _TRACKABLE.match(url) and not _PLACEHOLDER.search(url) in one pass: a host, then only
-# characters that start no placeholder pair.
+# What is tracked, in one pass: any case http(s) scheme, a host, then only characters that
+# start no _PLACEHOLDER pair.
 _TRACKABLE_URL = re.compile(
     r"""https?://(?=[^\s/?#\\])
     (?:[^{}%*|\[\]<$]++|\{(?![{%])|\}(?!\})|%(?![}%>])|\*(?!\|)|\|(?!\*)|\[(?!\[)|\](?!\])

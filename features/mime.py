@@ -15,7 +15,6 @@ MAX_DEPTH = 40
 _NOT_MIME = frozenset({"unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined",
                        "mbcs", "oem"})
 _SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WANTED = re.compile(
     rb"(?im)^(content-type|content-transfer-encoding|content-disposition)[ \t]*:"
     rb"([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)"
@@ -48,14 +47,27 @@ class MimeError(ValueError):
     """A part that cannot be decoded or re-encoded; the message goes out unchanged there."""
 
 
-def _split(raw: bytes, start: int, end: int) -> int:
-    """Offset where the body of the part raw[start:end] begins."""
-    if raw.startswith(b"\r\n", start):
-        return start + 2
-    if raw.startswith(b"\n", start):
-        return start + 1
-    m = _HEADER_END.search(raw, start, end)
-    return m.end() if m else end
+def header_end(raw: bytes | bytearray, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Where the header block of the part raw[start:end] ends: (fields, body).
+
+    raw[start:fields] is the header fields, each with its line end; raw[fields:body] is the
+    empty line (CRLF or LF) that ends them; the body starts at body. A part that starts with
+    an empty line has no fields; a part without an empty line is all header: (end, end).
+    The one definition of "the header block" for features and relay alike.
+    """
+    end = len(raw) if end is None else end
+    for nl in (b"\r\n", b"\n"):
+        if raw.startswith(nl, start, end):
+            return start, start + len(nl)
+    # The empty line starts at the first LF followed by another line end; searched for with
+    # find() (a regular expression looks at every byte in turn). The CRLF search comes first
+    # and bounds the LF one: mail from SMTP has CRLF line ends and a header block of a few KB.
+    crlf = raw.find(b"\n\r\n", start, end)
+    lf = raw.find(b"\n\n", start, end if crlf < 0 else crlf + 2)
+    first = crlf if lf < 0 else lf
+    if first < 0:
+        return end, end
+    return first + 1, first + (2 if first == lf else 3)
 
 
 def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
@@ -68,7 +80,7 @@ def leaves(raw: bytes) -> tuple[list[Leaf], list[str]]:
 
 def _walk(raw: bytes, start: int, end: int, depth: int, found: list[Leaf], warnings: list[str],
           default_type: str = "text/plain"):
-    body = _split(raw, start, end)
+    body = header_end(raw, start, end)[1]
     try:
         headers = _headers(raw[start:body])
         headers.set_default_type(default_type)
@@ -167,6 +179,41 @@ def codec_name(charset: str | None) -> str:
     return info.name
 
 
+def qp_encode_slots(data: bytes, newline: bytes, lf_lines: bool = False) -> list[bytes]:
+    """qp_encode(data) cut where each NUL byte of data was: the texts between slots, each
+    ready to be joined with qp_slot(value) in between (what a render does per recipient).
+
+    A text before a slot ends with a soft line break unless it ends a line already; a text
+    after a slot that starts with a lone "." spells it "=2E".
+    """
+    soft = b"=" + newline
+    # Each NUL is "=00" on a line of at most 76; a soft break in its place keeps the line that
+    # short and ends it before the slot (where a line starts, none is needed).
+    chunks = qp_encode(data, newline, lf_lines).split(b"=00")
+    last = chunks.pop()
+    chunks = [c + soft if c and not c.endswith(newline) else c for c in chunks]
+    chunks.append(last)
+    # After a slot's soft break a text starts a line; a lone "." there would end an SMTP DATA
+    # at a relay that forgot to dot-stuff, so spell it as b2a_qp does.
+    for i in range(1, len(chunks)):
+        chunk = chunks[i]
+        if chunk[:1] == b"." and (len(chunk) == 1 or chunk[1:1 + len(newline)] == newline):
+            chunks[i] = b"=2E" + chunk[1:]
+    return chunks
+
+
+def qp_slot(value: bytes, newline: bytes, followed: bool) -> bytes:
+    """value (ASCII, a tracking URL) as it goes between two texts of qp_encode_slots: encoded
+    where it must be, and ended with a soft line break when a text follows on its line."""
+    # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
+    if len(value) > 76 or b"=" in value:
+        value = qp_encode(value, newline)
+    if not followed:
+        return value
+    # The soft break's "=" must fit too: a line of 76 is cut first.
+    return value + b"=" + newline if len(value) < 76 else qp_soft_break(value, newline)
+
+
 def qp_soft_break(encoded: bytes, newline: bytes) -> bytes:
     """encoded (quoted-printable) followed by a soft line break, keeping lines <= 76."""
     if not encoded or encoded.endswith(b"\n"):
@@ -238,8 +285,8 @@ _WHITESPACE = (b" ", b"\t")
 def _qp_mostly_ascii(data: bytes, newline: bytes, lf_lines: bool = False) -> bytes | None:
     """qp_encode for text with few kinds of byte to escape and no bare CR or LF, else None.
 
-    binascii.b2a_qp looks at every byte in turn (~0.5 ms for 50 KB of HTML); here bytes
-    methods escape each kind of byte at once and only lines over 76 are cut.
+    binascii.b2a_qp looks at every byte in turn; here bytes methods escape each kind of byte
+    at once and only lines over 76 are cut (measured: bench/README.md, render).
     """
     source = b"\n" if lf_lines else newline
     kinds = set(data.translate(None, _QP_LITERAL))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .mime import header_end
+
 HEADER_FEATURES = {
     b"x-smtpeter-trackclicks": "clicktracking",
     b"x-smtpeter-trackopens": "openstracking",
@@ -14,7 +16,6 @@ HEADER_FEATURES = {
     b"x-smtpeter-preventscam": "preventscam",
     b"x-smtpeter-inlinecss": "inlinecss",
 }
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 # Tags are client text stored in a JSON column and shown on pages: PostgreSQL's jsonb refuses
 # NUL, and control or format characters (escapes, bidi overrides) have no place in a label.
 MAX_TAGS = 10
@@ -24,8 +25,7 @@ _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
 
 def header_block(raw: bytes) -> bytes:
     """The header section of a message (up to the first empty line)."""
-    end = _HEADER_END.search(raw)
-    return raw[: end.start()] if end else raw
+    return raw[: header_end(raw)[0]]
 
 
 def clean_tags(tags: list[str]) -> list[str]:
@@ -70,12 +70,8 @@ def apply_overrides(featureset: dict[str, bool], raw: bytes) -> tuple[dict[str, 
 
 def strip_smtpeter_headers(raw: bytes) -> bytes:
     """The message without any X-SMTPeter-* header field (folded lines included); body untouched."""
-    end = _HEADER_END.search(raw)
-    if end:
-        cut = end.start() + (2 if raw[end.start() : end.start() + 2] == b"\r\n" else 1)
-        head, rest = raw[:cut], raw[cut:]
-    else:
-        head, rest = raw, b""
+    cut = header_end(raw)[0]
+    head, rest = raw[:cut], raw[cut:]
     # Lines end at LF; a stray CR is part of its line and is kept.
     fields = re.finditer(rb"[^\n]*(?:\n|$)(?:[ \t][^\n]*(?:\n|$))*", head)
     kept = [

@@ -93,20 +93,7 @@ class _Body:
         if data.count(b"\0") != slots or "\0x".encode(self.codec) != b"\0x":
             return
         if self.cte == "quoted-printable":
-            nl = self.newline
-            soft = b"=" + nl
-            # Each NUL is "=00" on a line of at most 76; a soft break in its place keeps the
-            # line that short and ends it before the URL (where a line starts, none is needed).
-            chunks = mime.qp_encode(data, nl, self.lf_lines).split(b"=00")
-            last = chunks.pop()
-            chunks = [c + soft if c and not c.endswith(nl) else c for c in chunks]
-            chunks.append(last)
-            # After a URL's soft break a text starts a line; a lone "." there would end an
-            # SMTP DATA at a relay that forgot to dot-stuff, so spell it as b2a_qp does.
-            for i in range(1, len(chunks)):
-                chunk = chunks[i]
-                if chunk[:1] == b"." and (len(chunk) == 1 or chunk[1:1 + len(nl)] == nl):
-                    chunks[i] = b"=2E" + chunk[1:]
+            chunks = mime.qp_encode_slots(data, self.newline, self.lf_lines)
         else:
             if self.lf_lines:
                 data = data.replace(b"\n", self.newline)
@@ -130,7 +117,7 @@ class _Body:
 
     def _splice(self, urls: dict[str, list[bytes]]) -> bytes:
         qp = self.cte == "quoted-printable"
-        soft = b"=" + self.newline
+        newline = self.newline
         encoded = self.encoded
         out = [encoded[0]]
         for (lid, index, bare), after in zip(self.refs, encoded[1:], strict=True):
@@ -138,13 +125,7 @@ class _Body:
             if bare:
                 data = _quoted(data)
             if qp:
-                # A tracking URL is QP-safe as it is unless it holds "=" or is very long.
-                if len(data) > 76 or b"=" in data:
-                    data = mime.qp_encode(data, self.newline)
-                if after:
-                    # The soft break's "=" must fit too: a line of 76 is cut first.
-                    data = data + soft if len(data) < 76 else mime.qp_soft_break(data,
-                                                                                 self.newline)
+                data = mime.qp_slot(data, newline, bool(after))
             out.append(data)
             out.append(after)
         return b"".join(out)

@@ -29,7 +29,8 @@ _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def derive_key(secret_key: str | bytes, purpose: str) -> bytes:
-    """A key for one purpose ("tracking", "verp"), derived from SECRET_KEY so the two never mix."""
+    """A key for one purpose ("tracking", "verp", ...), derived from SECRET_KEY so that no two
+    purposes share one (smtpeter_site.keys.key_for gives it for the current settings)."""
     secret = secret_key.encode() if isinstance(secret_key, str) else secret_key
     return hmac.digest(secret, b"smtpeter.features." + purpose.encode(), "sha256")
 

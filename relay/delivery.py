@@ -28,13 +28,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from events.models import Event
 from events.services import record as record_event
 from features.overrides import strip_smtpeter_headers
 from features.render import envelope_sender
 from features.services import context as render_context
+from smtpeter_site.db import with_live_connection
 
 from . import queue
 from .queue import Claim, QueuedMessage, Result
@@ -161,7 +162,9 @@ class DeliveryWorker:
         self._wakeup.set()
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._db_pool, _db_call, fn, args)
+        # Every call here is one transaction, safe to repeat on a new connection.
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db_pool, with_live_connection, fn, *args)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -434,15 +437,3 @@ def _close_connection(barrier: threading.Barrier) -> None:
     connection.close()
 
 
-def _db_call(fn: Callable[..., Any], args: tuple) -> Any:
-    """fn(*args) on this thread's connection; once more on a new connection if that one was
-    cut (a database restart): every call here is one transaction, safe to repeat."""
-    try:
-        return fn(*args)
-    except (OperationalError, InterfaceError):
-        connection.close()
-    try:
-        return fn(*args)
-    except Exception:
-        connection.close()  # the next call in this thread starts on a fresh connection
-        raise

@@ -6,9 +6,10 @@ import re
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 
+from features.mime import header_end
+
 MAX_HEAD = 64 * 1024  # a header block longer than this is cut (a subject past it is not found)
 MAX_SUBJECT = 998  # RFC 5322's line limit; the column's length
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _SUBJECT = re.compile(rb"^subject[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE | re.MULTILINE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # Control characters (NUL breaks PostgreSQL's text and jsonb; the rest breaks a table row).
@@ -19,9 +20,7 @@ def subject_of(raw: bytes | bytearray | memoryview) -> str:
     """The Subject of a message as text: unfolded, RFC 2047 encoded words decoded, raw UTF-8
     (RFC 6532) read as such, control characters removed; "" when there is none."""
     head = bytes(raw[:MAX_HEAD])
-    end = _HEADER_END.search(head)
-    if end:
-        head = head[: end.start()]
+    head = head[: header_end(head)[0]]
     m = _SUBJECT.search(head)
     if m is None:
         return ""

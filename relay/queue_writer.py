@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from features.mime import header_end
 from features.overrides import apply_overrides, max_deliver_seconds
 from smtpeter_site.sql import insert_sql
 
@@ -47,8 +48,8 @@ class Submission:
 
 
 def _header_bytes(raw: bytes | bytearray) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    return bytes(raw[: end + 2] if end >= 0 else raw[:65536])
+    fields, body = header_end(raw)
+    return bytes(raw[:fields] if fields < body else raw[:65536])
 
 
 _MESSAGE_COLUMNS = (

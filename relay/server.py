@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from features.services import bounce_ids
+from features.tokens import parse_verp
+from smtpeter_site.keys import key_for
 
 from . import tls
 from .delivery import DeliveryWorker, transport_for
@@ -141,7 +142,8 @@ class RelayServer:
         local, _, domain = address.rpartition("@")
         if domain.lower() != self.bounce_domain:
             return False
-        return local.lower() in self.mx_addresses or bounce_ids(address) is not None
+        return (local.lower() in self.mx_addresses
+                or parse_verp(key_for("verp"), address, settings.BOUNCE_DOMAIN) is not None)
 
     def reload_tls(self) -> bool:
         return tls.reload_context(self.tls_context, self.cert_file, self.key_file)

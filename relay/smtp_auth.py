@@ -1,6 +1,6 @@
 """SMTP AUTH off the event loop: a cache of verified credentials, failure throttling, single-flight.
 
-- argon2 runs in a small thread pool (it is ~120 ms of CPU by design); the event loop never waits.
+- argon2 runs in a small thread pool (it is slow on purpose, all CPU); the event loop never waits.
 - A verified (username, password) pair is remembered as an HMAC keyed with SECRET_KEY (never the
   password) together with the password hash it matched. A hit re-reads the login row (one
   indexed query) and counts only while that hash and the enabled flag are unchanged, and for at
@@ -31,11 +31,13 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from smtpeter_site.keys import key_for
+from smtpeter_site.throttle import FailureCounter
 
 from .esmtp_params import printable
 
@@ -140,75 +142,6 @@ def _verify(username: str, password: str):
     return login.id, login.password_hash, login.owner_id
 
 
-class FailureCounter:
-    """Timestamps of recent failures per key, within a sliding window."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit = limit
-        self.window = window
-        self._events: dict = {}
-
-    def _recent(self, key, now: float) -> deque[float] | None:
-        events = self._events.get(key)
-        if events is None:
-            return None
-        while events and events[0] <= now - self.window:
-            events.popleft()
-        if not events:
-            del self._events[key]
-            return None
-        return events
-
-    def blocked(self, key) -> bool:
-        if self.limit <= 0:
-            return False
-        events = self._recent(key, time.monotonic())
-        return events is not None and len(events) >= self.limit
-
-    def add(self, key) -> None:
-        now = time.monotonic()
-        if len(self._events) > _MAX_ENTRIES:
-            for k in list(self._events):
-                self._recent(k, now)
-        self._events.setdefault(key, deque()).append(now)
-
-    def clear(self, key) -> None:
-        self._events.pop(key, None)
-
-
-class DistinctCounter:
-    """Per key, the distinct values seen within a sliding window (each with its last time)."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit = limit
-        self.window = window
-        self._seen: dict[str, dict[bytes, float]] = {}
-
-    def _recent(self, key: str, now: float) -> dict[bytes, float] | None:
-        seen = self._seen.get(key)
-        if seen is None:
-            return None
-        for value in [v for v, t in seen.items() if t <= now - self.window]:
-            del seen[value]
-        if not seen:
-            del self._seen[key]
-            return None
-        return seen
-
-    def blocked(self, key: str) -> bool:
-        if self.limit <= 0:
-            return False
-        seen = self._recent(key, time.monotonic())
-        return seen is not None and len(seen) >= self.limit
-
-    def add(self, key: str, value: bytes) -> None:
-        now = time.monotonic()
-        if len(self._seen) > _MAX_ENTRIES:
-            for k in list(self._seen):
-                self._recent(k, now)
-        self._seen.setdefault(key, {})[value] = now
-
-
 class Authenticator:
     def __init__(self, argon_pool: Executor, db_pool: Executor):
         self.argon_pool = argon_pool
@@ -216,14 +149,14 @@ class Authenticator:
         self.ttl = settings.SMTP_AUTH_CACHE_TTL
         limit, window = settings.SMTP_AUTH_MAX_FAILURES, settings.SMTP_AUTH_FAILURE_WINDOW
         self.failures = FailureCounter(limit, window)  # per (IP, username): guessing
-        self.usernames = DistinctCounter(limit, window)  # failed usernames per IP: stuffing
+        self.usernames = FailureCounter(limit, window, distinct=True)  # per IP: stuffing
         self.max_pending = settings.SMTP_AUTH_MAX_PENDING
         self.pending = 0  # argon2 checks handed to argon_pool and not finished
         self._busy_refused = 0  # refused because of max_pending since the last log line
         self._cache: dict[bytes, tuple[str, float]] = {}
         self._inflight: dict[bytes, asyncio.Future] = {}
         self._ip_locks: dict[str, list] = {}  # ip -> [lock, users]
-        self._secret = hashlib.sha256(b"smtp-auth-cache:" + settings.SECRET_KEY.encode()).digest()
+        self._secret = key_for("smtp-auth-cache")
 
     def _key(self, username: str, password: str) -> bytes:
         # Length-prefixed so that no two (username, password) pairs share a key.

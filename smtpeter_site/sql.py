@@ -1,13 +1,4 @@
-"""Plain SQL built from a model's metadata, for the hot paths that skip the ORM's query code."""
-from __future__ import annotations
+"""The old name of smtpeter_site.db's insert_sql; import it from smtpeter_site.db."""
+from smtpeter_site.db import insert_sql
 
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
-
-
-def insert_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[str]) -> str:
-    """INSERT INTO the model's table (the columns of fields `names`) VALUES (%s, ...)."""
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
-    return (f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
-            f"VALUES ({', '.join(['%s'] * len(names))})")
+__all__ = ["insert_sql"]

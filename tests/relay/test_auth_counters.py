@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from relay.smtp_auth import Authenticator
+from smtpeter_site.throttle import FailureCounter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LONG = "u" * 12_000
@@ -53,8 +54,8 @@ def test_failure_counters_do_not_keep_the_usernames(authenticator):
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        authenticator.failures = type(authenticator.failures)(10_000, 900)
-        authenticator.usernames = type(authenticator.usernames)(10_000, 900)
+        authenticator.failures = FailureCounter(10_000, 900)
+        authenticator.usernames = FailureCounter(10_000, 900, distinct=True)
         asyncio.run(attempts())
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:

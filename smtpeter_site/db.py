@@ -1,0 +1,76 @@
+"""The one raw-SQL helper: statements built from a model's metadata once per database vendor,
+and calls made on a live connection (reconnecting once). For the hot paths that skip the ORM's
+query code; the SQL itself stays in the services module of the app that owns the table.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import InterfaceError, OperationalError, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+
+T = TypeVar("T")
+
+
+def insert_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[str]) -> str:
+    """INSERT INTO the model's table (the columns of fields `names`) VALUES (%s, ...)."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
+    return (f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
+            f"VALUES ({', '.join(['%s'] * len(names))})")
+
+
+def per_vendor(build: Callable[[BaseDatabaseWrapper], T]) -> Callable[[BaseDatabaseWrapper], T]:
+    """Decorate ``build(connection)`` (which makes statements for a connection) so that it runs
+    once per database vendor; later calls return what it made for that vendor.
+
+    The per-vendor statement cache of the project: SQL quoting differs by vendor, and building
+    from model metadata on every call costs what the raw SQL was written to save.
+    """
+    made: dict[str, T] = {}
+
+    @functools.wraps(build)
+    def statements(connection: BaseDatabaseWrapper) -> T:
+        try:
+            return made[connection.vendor]
+        except KeyError:
+            made[connection.vendor] = value = build(connection)
+            return value
+
+    statements.cache_clear = made.clear  # type: ignore[attr-defined]
+    return statements
+
+
+def with_live_connection(fn: Callable[..., T], *args: object,
+                         on_lost: Callable[[Exception], None] | None = None) -> T:
+    """fn(*args) on this thread's database connection, which is kept between calls; if that
+    connection turns out dead (a database restart, a terminated backend, a network cut), it is
+    dropped and fn(*args) runs once more on a new one. If that fails too, the connection is
+    dropped again, so that the thread's next call starts on a fresh one.
+
+    Only for calls that are safe to repeat: a read, or one whole transaction. Django checks a
+    connection's health only at request boundaries, which worker threads never reach: without
+    this, one lost connection would fail every later call on the thread. on_lost(exc) is
+    called when the first try met a dead connection (a log line, say).
+    """
+    try:
+        return fn(*args)
+    except (OperationalError, InterfaceError) as exc:
+        if on_lost is not None:
+            on_lost(exc)
+        _close()
+    try:
+        return fn(*args)
+    except Exception:
+        _close()
+        raise
+
+
+def _close() -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone
+        pass
