@@ -94,16 +94,23 @@ def queue_reports(outcomes: list[Outcome], now: datetime) -> list[int]:
     ids, events = [], []
     for (message_id, action), group in groups.items():
         m = messages[message_id]
-        raw = build_dsn(
-            reporting_mta=settings.SMTP_HOSTNAME, original_sender=m["mail_from"],
-            recipients=[DsnRecipient(
-                final_recipient=recipients[o.recipient_id][0], action=o.action,
-                status=o.status, original_recipient=recipients[o.recipient_id][1],
-                remote_mta=o.remote_mta,
-                diagnostic=o.diagnostic, last_attempt=o.last_attempt,
-                will_retry_until=o.will_retry_until) for o in group],
-            original=bytes(m["raw"]), arrival_date=m["received_at"], ret=m["ret"],
-            envid=m["envid"], now=now)
+        try:
+            raw = build_dsn(
+                reporting_mta=settings.SMTP_HOSTNAME, original_sender=m["mail_from"],
+                recipients=[DsnRecipient(
+                    final_recipient=recipients[o.recipient_id][0], action=o.action,
+                    status=o.status, original_recipient=recipients[o.recipient_id][1],
+                    remote_mta=o.remote_mta, diagnostic=o.diagnostic,
+                    last_attempt=o.last_attempt, will_retry_until=o.will_retry_until)
+                    for o in group],
+                original=bytes(m["raw"]), arrival_date=m["received_at"], ret=m["ret"],
+                envid=m["envid"], now=now)
+        except Exception as exc:  # noqa: BLE001 - the outcomes must be written all the same
+            # Raising would roll the outcomes back and send the mail again at the lease's end.
+            log.exception("message %s: building the %s DSN failed", m["queue_id"], action)
+            events.append(NewEvent(Event.Type.WARNING, message_id, None, {
+                "reason": f"{action} DSN not sent: {type(exc).__name__}: {exc}"[:500]}))
+            continue
         report = Message.objects.create(
             kind=Message.Kind.SUBMISSION, login_id=m["login_id"], owner_id=m["owner_id"],
             mail_from="", features={}, tags=[], size=len(raw), raw=raw,
