@@ -73,5 +73,8 @@ def test_a_success_report_is_queued_delivered_and_linked(capture_server, alice, 
     client.force_login(alice)
     page = client.get(f"/messages/{queue_id}/").content.decode()
     assert f'/messages/{report.queue_id}/' in page
+    # One timeline line for the report (its dsn event is not repeated), saying what it is.
+    assert page.count('data-kind="dsn_message"') == 1 and 'data-kind="dsn"' not in page
+    assert "Successful Mail Delivery Report" in page
     page = client.get(f"/messages/{report.queue_id}/").content.decode()
     assert f'a DSN about <a href="/messages/{queue_id}/">' in page
