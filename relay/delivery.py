@@ -11,7 +11,8 @@ the queue is.
 
 Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
 another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
-wake those too (later work). DSNs (relay/dsn.py) will be queued from the written outcomes.
+wake those too (later work). DSNs are queued with the outcomes that earn them
+(relay.reports_out, in the recorder's transaction) and wake this worker after that commit.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -145,6 +147,7 @@ class DeliveryWorker:
         self._db_threads = 2
         self._db_pool = ThreadPoolExecutor(self._db_threads, thread_name_prefix="delivery-db")
         self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
         self._stopping = False
         self._closing = False
@@ -170,6 +173,7 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Claim and deliver until stop(); stop() ends the recorder and the heartbeat."""
+        self._loop = asyncio.get_running_loop()
         self._recorder_task = asyncio.create_task(self._recorder())
         self._heartbeat_task = asyncio.create_task(self._heartbeat())
         try:
@@ -361,7 +365,8 @@ class DeliveryWorker:
             results.append(Result(
                 c.recipient_id, status, o.code, o.enhanced, o.text, o.host, o.ip, o.port,
                 o.tls_version, o.tls_cipher, o.duration_ms, mail_from=sender,
-                capture=data if o.captured and status == "delivered" else None))
+                capture=data if o.captured and status == "delivered" else None,
+                dsn_passed=o.dsn_passed))
         self._add(results)
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -397,7 +402,8 @@ class DeliveryWorker:
             return True
         batch, self._results = self._results, []
         try:
-            await self._db(queue.record_results, self.worker_id, batch)
+            await self._db(partial(queue.record_results, on_dsn=self._dsn_queued),
+                           self.worker_id, batch)
         except Exception as exc:  # noqa: BLE001 - kept and written with the next batch
             log.error("writing %d outcome(s) failed (%s: %s); trying again",
                       len(batch), type(exc).__name__, exc)
@@ -407,6 +413,13 @@ class DeliveryWorker:
         self.delivered += sum(1 for r in batch if r.outcome == "delivered")
         self._forget([r.recipient_id for r in batch])
         return True
+
+    def _dsn_queued(self, message_ids: list[int]) -> None:
+        # Called on a database thread after the commit that queued DSNs: claim them now.
+        try:
+            self._loop.call_soon_threadsafe(self.wake)
+        except RuntimeError:  # the loop is gone (stopping): the next run's poll finds them
+            pass
 
     async def _heartbeat(self) -> None:
         while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -23,7 +24,9 @@ from django.utils import timezone
 from events.models import Event
 from events.services import NewEvent, record_many
 
+from .dsn import dsn_wanted
 from .models import Attempt, Capture, Message, QueueAudit, Recipient
+from .reports_out import Outcome, queue_reports
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser as User
@@ -68,6 +71,8 @@ class Result:
 
     attempted=False: decided without talking to anyone (suppressed, say): no Attempt row.
     capture: capture mode's final bytes, stored with the outcome in one transaction.
+    dsn_passed: the next hop took the DSN parameters; without it a NOTIFY=SUCCESS recipient's
+    report says "relayed" (capture mode relays nothing: "delivered").
     """
 
     recipient_id: int
@@ -84,6 +89,7 @@ class Result:
     mail_from: str = ""  # the envelope sender as sent
     capture: bytes | None = None
     attempted: bool = True
+    dsn_passed: bool = False  # the next hop took NOTIFY/ORCPT: a SUCCESS report is "delivered"
 
     @property
     def reply(self) -> str:
@@ -215,13 +221,24 @@ def _event_data(r: Result) -> dict:
     return data
 
 
-def record_results(worker_id: str, results: list[Result], now: datetime | None = None) -> int:
+def _report(r: Result, message_id: int, action: str, now: datetime, status: str = "",
+            diagnostic: str = "", until: datetime | None = None) -> Outcome:
+    return Outcome(
+        r.recipient_id, message_id, action, status or r.enhanced, diagnostic or r.reply,
+        remote_mta=r.host if r.capture is None else "",
+        last_attempt=now if r.attempted else None, will_retry_until=until)
+
+
+def record_results(worker_id: str, results: list[Result], now: datetime | None = None, *,
+                   on_dsn: Callable[[list[int]], None] | None = None) -> int:
     """Store a batch of outcomes in one transaction; returns how many were stored.
 
     Rows whose lease ``worker_id`` no longer holds (expired and claimed by another, or
     deleted by staff) are left alone: the holder of the lease writes their outcome.
     A deferral past the message's deadline becomes a failure (5.4.7, with the last reply).
     Events: delivery, failure, and deferral only when a recipient is first deferred.
+    The DSNs these outcomes earn (relay.reports_out) are queued in the same transaction;
+    on_dsn(their message ids) is called after the commit, when there are any.
     """
     if not results:
         return 0
@@ -232,15 +249,18 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
             Recipient.objects.select_for_update()
             .filter(pk__in=list(by_id), leased_by=worker_id)
             .values_list("id", "message_id", "state", "attempts", "first_deferred_at",
-                         "message__received_at", "message__max_deliver_until")
+                         "message__received_at", "message__max_deliver_until", "notify",
+                         "dsn_sent", "dsn_delayed_sent")
         )
         if len(rows) < len(by_id):
             mine = {row[0] for row in rows}
             log.warning("%d outcome(s) dropped: lease lost or recipient deleted (ids %s)",
                         len(by_id) - len(rows), sorted(set(by_id) - mine)[:20])
-        attempts, captures, events = [], [], []
+        attempts, captures, events, reports = [], [], [], []
         delivered: dict[tuple, list[int]] = defaultdict(list)
-        for rid, message_id, state, tries, first_deferred, received, until in rows:
+        delay_after = timedelta(seconds=settings.DSN_DELAY_AFTER)
+        for (rid, message_id, state, tries, first_deferred, received, until, notify, dsn_sent,
+             delayed_sent) in rows:
             r = by_id[rid]
             if r.attempted:
                 attempts.append(Attempt(
@@ -255,6 +275,9 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                     captures.append(Capture(recipient_id=rid, message_id=message_id, time=now,
                                             mail_from=r.mail_from, data=r.capture))
                 events.append(NewEvent(Event.Type.DELIVERY, message_id, rid, _event_data(r)))
+                action = "delivered" if r.dsn_passed or r.capture is not None else "relayed"
+                if not dsn_sent and dsn_wanted(notify, action):
+                    reports.append(_report(r, message_id, action, now, r.enhanced or "2.0.0"))
                 continue
             fields = {"attempts": tries, "last_code": r.code, "last_enhanced": r.enhanced[:16],
                       "last_response": r.reply, "lease_until": None, "leased_by": ""}
@@ -269,6 +292,10 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                 if first_deferred is None:
                     events.append(NewEvent(Event.Type.DEFERRAL, message_id, rid,
                                            {**_event_data(r), "next_attempt_at": when.isoformat()}))
+                elif (not delayed_sent and first_deferred <= now - delay_after
+                      and dsn_wanted(notify, "delayed")):
+                    reports.append(_report(r, message_id, "delayed", now,
+                                           until=deadline(received, until)))
             else:
                 data = _event_data(r)
                 if r.outcome == Attempt.Outcome.DEFERRED:  # out of time
@@ -279,6 +306,10 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                                                 f"last reply: {r.reply}")
                 fields.update(state=State.FAILED, next_attempt_at=None)
                 events.append(NewEvent(Event.Type.FAILURE, message_id, rid, data))
+                if not dsn_sent and dsn_wanted(notify, "failed"):
+                    expired = r.outcome == Attempt.Outcome.DEFERRED
+                    reports.append(_report(r, message_id, "failed", now,
+                                           EXPIRED_ENHANCED if expired else r.enhanced))
             Recipient.objects.filter(pk=rid).update(updated=now, **fields)
         for (code, enhanced, text, captured), ids in delivered.items():
             reply = Result(0, "", code, enhanced, text).reply
@@ -289,6 +320,9 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
         Attempt.objects.bulk_create(attempts)
         Capture.objects.bulk_create(captures)
         record_many(events)
+        dsn_ids = queue_reports(reports, now)
+        if dsn_ids and on_dsn is not None:
+            transaction.on_commit(lambda: on_dsn(dsn_ids), robust=True)
     return len(rows)
 
 

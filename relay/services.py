@@ -253,8 +253,11 @@ def _timeline(message: Message, views: list[RecipientView], audits: list[QueueAu
                     for a in v.attempts]
     events = events_for_message(message.pk, list(address), TIMELINE_SHOWN + 1)
     cut = len(events) > TIMELINE_SHOWN
+    # A dsn event and the report it names are one line: the report's, which links to it.
+    reports = {d.queue_id for d in dsns}
     entries += [TimelineEntry(e.time, e.type, address.get(e.recipient_id, ""), event=e)
-                for e in events[:TIMELINE_SHOWN]]
+                for e in events[:TIMELINE_SHOWN]
+                if not (e.type == "dsn" and e.data.get("queue_id") in reports)]
     entries += [TimelineEntry(a.time, "audit", audit=a) for a in audits]
     entries += [TimelineEntry(d.received_at, "dsn_message", dsn=d) for d in dsns]
     # An attempt and the event it caused share a time: the attempt comes first.

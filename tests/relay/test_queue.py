@@ -233,7 +233,7 @@ def test_delivered_failed_and_captured_outcomes():
     ], now=T0)
     assert n == 3
     got = {r.pk: (r.state, r.captured, r.last_response, r.attempts)
-           for r in Recipient.objects.all()}
+           for r in Recipient.objects.filter(message_id=a.message_id)}
     assert got == {a.pk: (S.DELIVERED, False, "250 2.0.0 ok", 1),
                    b.pk: (S.FAILED, False, "550 5.1.1 no such user", 1),
                    c.pk: (S.DELIVERED, True, "250 2.0.0 captured", 1)}
@@ -241,8 +241,10 @@ def test_delivered_failed_and_captured_outcomes():
     assert (capture.recipient_id, bytes(capture.data), capture.mail_from) == (
         c.pk, b"bytes as sent", "verp@bounces.test")
     assert sorted(Event.objects.values_list("type", "recipient_id")) == sorted([
-        ("delivery", a.pk), ("failure", b.pk), ("delivery", c.pk)])
+        ("delivery", a.pk), ("failure", b.pk), ("delivery", c.pk), ("dsn", None)])
     assert Event.objects.get(recipient=c).data["captured"] is True
+    # No NOTIFY: the failure (only) is reported to the sender (tests/relay/test_reports_out.py)
+    assert Recipient.objects.get(message__dsn_of=a.message_id).address == "app@example.com"
 
 
 @pytest.mark.django_db
