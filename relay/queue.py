@@ -89,7 +89,7 @@ class Result:
     mail_from: str = ""  # the envelope sender as sent
     capture: bytes | None = None
     attempted: bool = True
-    dsn_passed: bool = False  # the next hop took NOTIFY/ORCPT: a SUCCESS report is "delivered"
+    dsn_passed: bool = False  # the next hop took NOTIFY/ORCPT: it reports SUCCESS, not us
 
     @property
     def reply(self) -> str:
@@ -275,8 +275,12 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                     captures.append(Capture(recipient_id=rid, message_id=message_id, time=now,
                                             mail_from=r.mail_from, data=r.capture))
                 events.append(NewEvent(Event.Type.DELIVERY, message_id, rid, _event_data(r)))
-                action = "delivered" if r.dsn_passed or r.capture is not None else "relayed"
-                if not dsn_sent and dsn_wanted(notify, action):
+                # RFC 3461 5.2.1: a next hop that took NOTIFY and ORCPT reports success
+                # itself; we report only where the trail ends with us: "delivered" for a
+                # capture, "relayed" to a hop without the DSN extension.
+                action = ("delivered" if r.capture is not None
+                          else None if r.dsn_passed else "relayed")
+                if action and not dsn_sent and dsn_wanted(notify, action):
                     reports.append(_report(r, message_id, action, now, r.enhanced or "2.0.0"))
                 continue
             fields = {"attempts": tries, "last_code": r.code, "last_enhanced": r.enhanced[:16],

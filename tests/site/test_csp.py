@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from credentials import services
 from credentials.models import AuditEntry
+from relay.models import Message, Recipient
 from smtpeter_site.csp import POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,11 @@ def staff_login(staff):
 
 def walk(staff_login, staff) -> dict[str, list[str]]:
     pk = staff_login.pk
+    message = Message.objects.create(
+        owner=staff, login=staff_login, mail_from="a@example.org",
+        raw=b"Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n")
+    Recipient.objects.create(message=message, address="b@example.org")
+    qid = message.queue_id
     return {
         # URL name -> the pages of it that are visited (signed in as a staff user)
         "signin": ["/signin/"],
@@ -53,6 +59,15 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "preview:preview": ["/preview/"],
         "features:click": ["/t/c/not-a-token"],
         "features:open": ["/t/o/not-a-token"],
+        "messages": ["/messages/", "/messages/?q=x"],
+        "message": [f"/messages/{qid}/"],
+        "message_raw": [f"/messages/{qid}/raw/"],
+        "message_html": [f"/messages/{qid}/html/"],
+        "message_retry": [f"/messages/{qid}/retry/"],
+        "message_hold": [f"/messages/{qid}/hold/"],
+        "message_release": [f"/messages/{qid}/release/"],
+        "message_delete": [f"/messages/{qid}/delete/"],
+        "outbox": ["/outbox/"],
     }
 
 
@@ -66,8 +81,18 @@ ADMIN_PAGES = [
 ]
 
 
+# A message's raw source and its HTML (shown in a sandboxed frame) carry a stricter policy of
+# their own: a sandbox, nothing fetched, no script.
+SANDBOXED = re.compile(r"/messages/[^/]+/(raw|html)/")
+
+
 def assert_policy(response, url: str) -> None:
-    assert response.headers.get("Content-Security-Policy") == POLICY, url
+    policy = response.headers.get("Content-Security-Policy")
+    if SANDBOXED.search(url):
+        assert policy and policy.startswith("sandbox") and "default-src 'none'" in policy, url
+        assert "script-src" not in policy or "script-src 'none'" in policy, url
+    else:
+        assert policy == POLICY, url
     assert response.status_code < 500, url
 
 
