@@ -296,10 +296,12 @@ class _Controller(Controller):
 
 
 class Sink:
-    """The sink on 127.0.0.1:``port``; ``with Sink(...) as sink:`` starts and stops it."""
+    """The sink on ``host``:``port`` (127.0.0.1 unless told); ``with Sink(...) as sink:``
+    starts and stops it."""
 
     def __init__(self, options: SinkOptions | None = None, cert_dir: Path | None = None,
-                 **kwargs) -> None:
+                 host: str = "127.0.0.1", **kwargs) -> None:
+        self.host = host  # another loopback address (127.0.0.3) for a second MX on one port
         self.options = options or SinkOptions(**kwargs)
         self.script: dict[str, str] = {}
         self.lines: list[str] = []
@@ -346,7 +348,7 @@ class Sink:
         ctx = self._server_context()
         opts = self.options
         kwargs = dict(
-            hostname="127.0.0.1", server_hostname="sink.test", ident="sink", decode_data=False,
+            hostname=self.host, server_hostname="sink.test", ident="sink", decode_data=False,
             enable_SMTPUTF8=False,
             data_size_limit=opts.size or None,
             auth_require_tls=False, auth_exclude_mechanism=["CRAM-MD5"],
