@@ -241,3 +241,26 @@ def test_waiters_are_served_in_order():
         run(go)
     assert order == list(range(6)) and sink.connections == 1
     assert time.monotonic() - started < 10
+
+
+def test_a_cancelled_waiter_leaves_no_slot_behind():
+    with Sink() as sink:
+        t = transport(f"*=127.0.0.1:{sink.port}", limit=1)
+
+        async def go():
+            first = asyncio.create_task(t.send("r.test", "a@sender.test",
+                                               [Rcpt("slow0.3@r.test")], MESSAGE, "", ""))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(t.send("r.test", "a@sender.test", [Rcpt("ok@r.test")],
+                                                 MESSAGE, "", ""))
+            await asyncio.sleep(0.05)
+            waiting.cancel()  # a stopping worker cancels sends that wait their turn
+            [done] = await first
+            [after] = await asyncio.wait_for(
+                t.send("r.test", "a@sender.test", [Rcpt("ok-2@r.test")], MESSAGE, "", ""), 5)
+            counts = [p.count for p in t.pools._pools.values()]
+            await t.close()
+            return waiting.cancelled(), done, after, counts
+        cancelled, done, after, counts = run(go)
+    assert cancelled and done.status == after.status == "delivered"
+    assert counts == [1] and sink.connections == 1
