@@ -4,10 +4,10 @@ goes through a short list of named steps: load, check suppression, render, send,
 Rendering runs in a process pool (relay.render_pool); a render that fails, crashes or times out
 sends the message unchanged (minus X-SMTPeter-* headers) and records a `warning` event. Sending
 goes through a Transport: `CaptureTransport` (DELIVERY_MODE=capture) or the mx transport
-(relay.mx + relay.smtp_out). Recipients of one message to one destination share a transaction
-only when their bytes and envelope sender are identical. Outcomes are written in batches by
-one recorder task; claims are bounded by DELIVERY_BATCH, so memory stays bounded however long
-the queue is.
+(relay.outbound: relay.mx routes, pooled relay.smtp_out sessions). Recipients of one message
+to one destination share a transaction only when their bytes and envelope sender are
+identical. Outcomes are written in batches by one recorder task; claims are bounded by
+DELIVERY_BATCH, so memory stays bounded however long the queue is.
 
 Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
 another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
@@ -105,10 +105,13 @@ class CaptureTransport:
 
 
 def transport_for(mode: str) -> Transport | None:
-    """The transport of a DELIVERY_MODE, or None where this build has none."""
+    """The transport of a DELIVERY_MODE, or None for an unknown mode."""
     if mode == "capture":
         return CaptureTransport()
-    # mx: the transport built on relay.mx (routing) and relay.smtp_out (the session) goes here.
+    if mode == "mx":
+        from .outbound import MxTransport  # it imports this module's types
+
+        return MxTransport.from_settings()
     return None
 
 

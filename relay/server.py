@@ -183,8 +183,8 @@ class RelayServer:
     def start_delivery(self) -> None:
         transport = transport_for(settings.DELIVERY_MODE)
         if transport is None:
-            log.warning("delivery role not started: DELIVERY_MODE=%s has no transport in this "
-                        "build; mail stays queued", settings.DELIVERY_MODE)
+            log.error("delivery role not started: DELIVERY_MODE=%s has no transport; mail "
+                      "stays queued", settings.DELIVERY_MODE)
             return
         self.delivery = DeliveryWorker(transport)
         self._delivery_task = self.loop.create_task(self.delivery.run())

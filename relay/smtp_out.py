@@ -111,6 +111,9 @@ class Rcpt(NamedTuple):
 class RecipientResult:
     address: str
     reply: Reply  # the RCPT reply if it was refused, else the reply to the message data
+    # True when the reply was this recipient's own (its RCPT refused, or its address unfit
+    # for the wire); False when it answered the transaction (MAIL, DATA, the data, the host).
+    own: bool = False
 
 
 @dataclass
@@ -437,6 +440,7 @@ class Session:
         started = time.monotonic()
         rcpts = [Rcpt(*r) for r in rcpts]
         answers: dict[int, Reply] = {}
+        own: set[int] = set()  # answered by their own RCPT reply
         result = TransactionResult(recipients=[], host=self.destination.host,
                                    port=self.destination.port)
         reused = self.connected and self.transactions > 0
@@ -446,14 +450,15 @@ class Session:
                     await self._connect()
                 result.dsn_passed = "DSN" in self.extensions
                 try:
-                    await self._transaction(mail_from, rcpts, data, ret, envid, answers, result,
-                                            rset=reused)
+                    await self._transaction(mail_from, rcpts, data, ret, envid, answers, own,
+                                            result, rset=reused)
                     break
                 except _Stale:
                     # An idle connection the server had closed: nothing of this transaction
                     # reached it, so open a new one and start again.
                     self._close()
                     answers.clear()
+                    own.clear()
                     reused = False
         except _Failed as exc:
             for i in range(len(rcpts)):
@@ -464,7 +469,8 @@ class Session:
         except asyncio.CancelledError:
             self._close()
             raise
-        result.recipients = [RecipientResult(r.address, answers[i]) for i, r in enumerate(rcpts)]
+        result.recipients = [RecipientResult(r.address, answers[i], i in own)
+                             for i, r in enumerate(rcpts)]
         result.ip, result.tls_version, result.tls_cipher = self.ip, self.tls_version, \
             self.tls_cipher
         result.tls_note, result.stage = self.tls_note, self._stage
@@ -485,7 +491,7 @@ class Session:
             raise _Stale()
 
     async def _transaction(self, mail_from: str, rcpts: list[Rcpt], data: bytes, ret: str,
-                           envid: str, answers: dict[int, Reply],
+                           envid: str, answers: dict[int, Reply], own: set[int],
                            result: TransactionResult, rset: bool) -> None:
         t = self.timeouts
         message, size = wire_message(data)
@@ -495,6 +501,7 @@ class Session:
             line = self._rcpt_command(rcpt)
             if isinstance(line, Reply):
                 answers[i] = line
+                own.add(i)
             else:
                 rcpt_lines[i] = line
         if not rcpt_lines:
@@ -516,6 +523,7 @@ class Session:
                 rcpt_replies[i] = reply = await self._read_reply(t.rcpt)
                 if mail_reply.ok and not reply.ok:
                     answers[i] = reply  # kept even if the connection is lost later
+                    own.add(i)
             self._stage = "DATA"
             data_reply = await self._read_reply(t.data_init)
         else:
@@ -526,6 +534,7 @@ class Session:
                     rcpt_replies[i] = reply = await self._command(line, t.rcpt, "RCPT")
                     if not reply.ok:
                         answers[i] = reply
+                        own.add(i)
             data_reply = None
             if any(r.ok for r in rcpt_replies.values()):
                 data_reply = await self._command("DATA", t.data_init, "DATA")

@@ -228,6 +228,8 @@ RELAY_ROUTES = _checked("RELAY_ROUTES", mx_routes.parse_routes, env("RELAY_ROUTE
 DNS_NAMESERVERS = _checked("DNS_NAMESERVERS", mx_routes.parse_nameservers,
                            env("DNS_NAMESERVERS", default=""))
 DELIVERY_ALLOW_PRIVATE = env_bool(env, "DELIVERY_ALLOW_PRIVATE", False)
+# The port of MX hosts found through DNS (25; tests point it at their own servers).
+SMTP_OUT_PORT = env_int(env, "SMTP_OUT_PORT", 25, minimum=1)
 # RFC 5321 4.5.3.2 timeouts (seconds) and the connect timeout.
 SMTP_OUT_CONNECT_TIMEOUT = env_float(env, "SMTP_OUT_CONNECT_TIMEOUT", 30, positive=True)
 SMTP_OUT_GREETING_TIMEOUT = env_float(env, "SMTP_OUT_GREETING_TIMEOUT", 300, positive=True)
@@ -245,6 +247,11 @@ DELIVERY_MODE = env_choice(env, "DELIVERY_MODE", "mx", ["mx", "capture"])
 DELIVERY_CONCURRENCY = env_int(env, "DELIVERY_CONCURRENCY", 100, minimum=1)  # sends at once
 DELIVERY_BATCH = env_int(env, "DELIVERY_BATCH", 200, minimum=1)  # recipients per claim
 DELIVERY_TRANSACTION_RECIPIENTS = env_int(env, "DELIVERY_TRANSACTION_RECIPIENTS", 50, minimum=1)
+# Connections to one next hop (host, address, port), as Postfix's defaults.
+DELIVERY_DESTINATION_CONCURRENCY = env_int(env, "DELIVERY_DESTINATION_CONCURRENCY", 20,
+                                           minimum=1)
+DELIVERY_CONNECTION_MESSAGES = env_int(env, "DELIVERY_CONNECTION_MESSAGES", 100, minimum=1)
+DELIVERY_CONNECTION_IDLE = env_float(env, "DELIVERY_CONNECTION_IDLE", 5, positive=True)
 DELIVERY_RETRY_FIRST = env_float(env, "DELIVERY_RETRY_FIRST", 300, positive=True)
 DELIVERY_RETRY_MAX = env_float(env, "DELIVERY_RETRY_MAX", 3600, positive=True)
 DELIVERY_MAX_LIFETIME = env_float(env, "DELIVERY_MAX_LIFETIME", 86400, positive=True)

@@ -19,6 +19,10 @@ SERVER_ENV = {
     "SMTP_TLS_HANDSHAKE_TIMEOUT": "2",
 }
 
+# The accept path without the delivery role: mail that these tests queue stays queued (the
+# default DELIVERY_MODE=mx would send it on). Delivery has tests of its own.
+ACCEPT_ROLES = "submission,mx"
+
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory):
@@ -33,7 +37,7 @@ def start_server(django_db_blocker, tls_files, tmp_path_factory) -> Server:
         connection.ensure_connection()
     return Server(
         cert=tls_files[0], key=tls_files[1], workdir=tmp_path_factory.mktemp("runsmtp"),
-        env_extra=SERVER_ENV,
+        env_extra=SERVER_ENV, roles=ACCEPT_ROLES,
     ).start()
 
 

@@ -17,7 +17,8 @@ SIZE, 8BITMIME, AUTH PLAIN LOGIN (after TLS, ``auth`` = {user: password}). ``gre
 replaces the 220 line.
 
 The sink records every command line as it came (``lines``), the raw bytes of each
-connection after TLS (``raw``: dot-stuffing and line ends as sent), and each transaction
+connection after TLS (``raw``: dot-stuffing and line ends as sent; ``most_open``: the most
+connections it had open at once), and each transaction
 (``received``: the exact MAIL and RCPT lines, the accepted recipients, the data as
 aiosmtpd reassembled it, whether it came over TLS and after AUTH).
 """
@@ -89,7 +90,13 @@ class _SinkSMTP(SMTP):
     def connection_made(self, transport):
         if self._original_transport is None:
             self.sink.raw.append(self.raw)
+            self.sink.open.add(id(self))
+            self.sink.most_open = max(self.sink.most_open, len(self.sink.open))
         super().connection_made(transport)
+
+    def connection_lost(self, exc):
+        self.sink.open.discard(id(self))
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self.raw.extend(data)
@@ -296,16 +303,20 @@ class _Controller(Controller):
 
 
 class Sink:
-    """The sink on 127.0.0.1:``port``; ``with Sink(...) as sink:`` starts and stops it."""
+    """The sink on ``host``:``port`` (127.0.0.1 unless told); ``with Sink(...) as sink:``
+    starts and stops it."""
 
     def __init__(self, options: SinkOptions | None = None, cert_dir: Path | None = None,
-                 **kwargs) -> None:
+                 host: str = "127.0.0.1", **kwargs) -> None:
+        self.host = host  # another loopback address (127.0.0.3) for a second MX on one port
         self.options = options or SinkOptions(**kwargs)
         self.script: dict[str, str] = {}
         self.lines: list[str] = []
         self.raw: list[bytearray] = []
         self.received: list[Transaction] = []
         self.pipelined: list[bool] = []  # per MAIL
+        self.open: set[int] = set()  # connections open now
+        self.most_open = 0  # the most connections open at once
         self.cert_dir = cert_dir
         self.port = 0
         self.cert: Path | None = None
@@ -346,7 +357,7 @@ class Sink:
         ctx = self._server_context()
         opts = self.options
         kwargs = dict(
-            hostname="127.0.0.1", server_hostname="sink.test", ident="sink", decode_data=False,
+            hostname=self.host, server_hostname="sink.test", ident="sink", decode_data=False,
             enable_SMTPUTF8=False,
             data_size_limit=opts.size or None,
             auth_require_tls=False, auth_exclude_mechanism=["CRAM-MD5"],
@@ -363,6 +374,8 @@ class Sink:
                 continue
             # Forget the controller's own readiness probe.
             del self.raw[:], self.lines[:], self.pipelined[:]
+            self.open.clear()
+            self.most_open = 0
             return self
         raise RuntimeError("the sink could not start")
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.db import connection
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import HOST, LineClient, Server
 from .test_submission import authed, wait_for
 
@@ -20,7 +20,8 @@ def start(django_db_blocker, tls_files, workdir, rlimit_nofile=None, **env) -> S
     with django_db_blocker.unblock():
         connection.ensure_connection()
     return Server(cert=tls_files[0], key=tls_files[1], workdir=workdir,
-                  env_extra={**SERVER_ENV, **env}, rlimit_nofile=rlimit_nofile).start()
+                  env_extra={**SERVER_ENV, **env}, rlimit_nofile=rlimit_nofile,
+                  roles=ACCEPT_ROLES).start()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 import pytest
 from django.db import connection
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import LineClient, Server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,7 +116,7 @@ def fuzz_server(request, django_db_setup, django_db_blocker, tls_files, tmp_path
         connection.ensure_connection()
     server = Server(
         cert=tls_files[0], key=tls_files[1], workdir=tmp_path_factory.mktemp("runsmtp"),
-        env_extra={**SERVER_ENV, "SMTP_EVENT_LOOP": request.param},
+        env_extra={**SERVER_ENV, "SMTP_EVENT_LOOP": request.param}, roles=ACCEPT_ROLES,
     ).start()
     yield server
     server.stop()

@@ -8,7 +8,7 @@ from django.db import connection
 
 from relay.models import Message
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import LineClient, Server
 from .test_submission import authed, wait_for
 
@@ -27,6 +27,7 @@ def server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
         env_extra={**SERVER_ENV, "SMTP_MAX_MESSAGE_SIZE": "1000000", "SMTP_MX_MAX_SIZE": "500000",
                    "SMTP_UNAUTH_DATA_BUDGET": str(BUDGET),
                    "SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP": "3"},
+        roles=ACCEPT_ROLES,
     ).start()
     yield server
     server.stop()

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.db import connection
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import LineClient, Server, b64
 from .test_submission import authed
 
@@ -26,6 +26,7 @@ def server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
         # Idle timeouts longer than opening 200 TLS connections may take on a busy machine.
         env_extra={**SERVER_ENV, "SMTP_AUTH_MAX_PENDING": str(PENDING),
                    "SMTP_IDLE_TIMEOUT": "120", "SMTP_PREAUTH_IDLE_TIMEOUT": "120"},
+        roles=ACCEPT_ROLES,
     ).start()
     yield server
     server.stop()

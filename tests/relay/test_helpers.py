@@ -33,9 +33,10 @@ def test_server_env_drops_async_unsafe(monkeypatch, tmp_path):
 def test_a_port_taken_before_runsmtp_binds_it_means_new_ports_not_a_failure(tls_files, tmp_path):
     import socket
 
-    from .conftest import SERVER_ENV
+    from .conftest import ACCEPT_ROLES, SERVER_ENV
 
-    server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path, env_extra=SERVER_ENV)
+    server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path, env_extra=SERVER_ENV,
+                    roles=ACCEPT_ROLES)
     taken = server.tls_port
     with socket.socket() as squatter:  # what another process might do in the meantime
         squatter.bind(("127.0.0.1", taken))

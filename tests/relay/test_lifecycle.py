@@ -19,7 +19,7 @@ from django.core.management import CommandError, call_command
 from relay.models import Message
 from relay.tls import write_self_signed
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import HOST, ROOT, Server, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +34,8 @@ def own_server(tls_files, tmp_path):
     servers = []
 
     def start(**ports):
-        server = Server(cert=cert, key=key, workdir=tmp_path, env_extra=SERVER_ENV, **ports)
+        server = Server(cert=cert, key=key, workdir=tmp_path, env_extra=SERVER_ENV,
+                        roles=ACCEPT_ROLES, **ports)
         servers.append(server.start())
         return server
 
@@ -79,7 +80,8 @@ def test_kill_9_after_250_loses_nothing(own_server, login):
 def test_each_event_loop_takes_mail_over_implicit_tls_and_starttls(tls_files, tmp_path, login,
                                                                    loop):
     server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path,
-                    env_extra={**SERVER_ENV, "SMTP_EVENT_LOOP": loop}).start()
+                    env_extra={**SERVER_ENV, "SMTP_EVENT_LOOP": loop},
+                    roles=ACCEPT_ROLES).start()
     try:
         with smtplib.SMTP_SSL(HOST, server.tls_port, context=server.client_context()) as s:
             s.login(login[0].username, login[1])

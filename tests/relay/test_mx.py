@@ -8,7 +8,7 @@ from features.services import verp_key
 from features.tokens import verp_address
 from relay.models import Message
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import LineClient, Server
 from .test_submission import wait_for
 
@@ -24,6 +24,7 @@ def mx_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
     server = Server(
         cert=tls_files[0], key=tls_files[1], workdir=tmp_path_factory.mktemp("runsmtp"),
         env_extra={**SERVER_ENV, "SMTP_MAX_RECIPIENTS": "50", "SMTP_MX_MAX_SIZE": str(MX_SIZE)},
+        roles=ACCEPT_ROLES,
     ).start()
     yield server
     server.stop()

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from .conftest import SERVER_ENV
+from .conftest import ACCEPT_ROLES, SERVER_ENV
 from .smtp_helpers import HOST, LineClient, Server
 from .test_submission import wait_for
 
@@ -24,7 +24,8 @@ def test_maketlscert_writes_a_certificate_that_runsmtp_serves(tmp_path, login):
     before = cert.read_bytes()
     call_command("maketlscert", cert=str(cert), key=str(key), stdout=StringIO())
     assert cert.read_bytes() == before  # not replaced without --force
-    server = Server(cert=cert, key=key, workdir=tmp_path, env_extra=SERVER_ENV).start()
+    server = Server(cert=cert, key=key, workdir=tmp_path, env_extra=SERVER_ENV,
+                    roles=ACCEPT_ROLES).start()
     try:
         ctx = ssl.create_default_context(cafile=str(cert))  # verified: name and chain
         with smtplib.SMTP_SSL(HOST, server.tls_port, context=ctx) as s:
@@ -40,7 +41,8 @@ def test_maketlscert_writes_a_certificate_that_runsmtp_serves(tmp_path, login):
 
 def test_auth_cache_expires_after_its_ttl(tls_files, tmp_path, login):
     server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path,
-                    env_extra=dict(SERVER_ENV, SMTP_AUTH_CACHE_TTL="1")).start()
+                    env_extra=dict(SERVER_ENV, SMTP_AUTH_CACHE_TTL="1"),
+                    roles=ACCEPT_ROLES).start()
     username = login[0].username
 
     def auth():
