@@ -49,13 +49,16 @@ smtpeter is starting:
   SMTP         {BIND}:{TLS_PORT} (TLS)   {BIND}:{STARTTLS_PORT} (STARTTLS)   {BIND}:{MX_PORT} (mx)
   certificate  self-signed (manage.py maketlscert); clients need -k / --tls-verify off
 
-Create a login in the dashboard (or: .venv/bin/python manage.py createlogin --owner admin),
-then send a test message:
+Sign in at http://{WEB}/ with the admin account, create a login under Logins (its password
+is shown once; or: .venv/bin/python manage.py createlogin --owner admin --features
+clicktracking,openstracking), then send a message with a link in it:
   swaks --server {BIND}:{STARTTLS_PORT} --tls --auth PLAIN --auth-user USERNAME \\
-        --auth-password PASSWORD --from you@example.com --to someone@example.org
+        --auth-password PASSWORD --from you@example.com --to someone@example.org \\
+        --add-header "Content-Type: text/html" \\
+        --body '<p><a href="https://example.com/">a link</a></p>'
   (or --server {BIND}:{TLS_PORT} --tlsc for TLS from the first byte)
-Delivery captures mail instead of sending it (DELIVERY_MODE=capture):
-  .venv/bin/python manage.py mailq --all   shows it delivered, marked captured
+Delivery captures mail instead of sending it (DELIVERY_MODE=capture): open
+  http://{WEB}/outbox/ to see it as it would have been delivered, and click its tracked link.
 Ctrl-C stops both.
 """, flush=True)
 
