@@ -1,9 +1,11 @@
 """The features seen from Django: keys from settings, render for a stored message, link lookup.
 
 Delivery calls `render_for(message, recipient)`; the tracking views call `link_for()`. A token
-names (message, recipient, index); the URL behind the index is re-derived from the stored
-message by the link scanner alone (no CSS inlining, no re-encoding; cached per process), so no
-link table is written at send time and the tracking URLs stay short.
+names (message, recipient, index), so the tracking URLs stay short; the URL behind the index is
+the one delivery stored when it first prepared the message (relay.queue.store_links, read by
+relay.services.tracked_url: one indexed row). A message without stored lists (mail from before
+they were stored, a preview) has them derived again from the stored message by the link
+scanner alone (no CSS inlining, no re-encoding; cached per process).
 """
 from __future__ import annotations
 
@@ -80,12 +82,17 @@ def render_for(message: Message, recipient: Recipient,
 
 def link_for(message_id: int, kind: str, index: int) -> str | None:
     """The URL behind a click (kind CLICK) or image (OPEN; "" = the pixel) index, or None."""
+    from relay.services import tracked_url  # relay's table, read through relay's services
+
+    stored, url = tracked_url(message_id, "c" if kind == CLICK else "o", index)
+    if stored:
+        return url
     with _lock:
         lists = _prepared.get(message_id)
         if lists is not None:
             _prepared.move_to_end(message_id)
     if lists is None:
-        from relay.models import Message  # the one place features/ reads a model
+        from relay.models import Message  # the one place features/ reads a model (no lists)
 
         row = Message.objects.filter(pk=message_id).values_list("raw", "features").first()
         if row is None:

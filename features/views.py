@@ -1,16 +1,15 @@
 """Click and open endpoints (signed tokens, 302 or a 1x1 GIF) and the dashboard preview page.
 
-The tracking views are the only code that writes click and open Events.
+The tracking views record their click and open Events through events.services.record_fast().
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
@@ -20,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 from credentials.clientip import client_ip
 from credentials.models import Login
 from events.models import Event
-from smtpeter_site.sql import insert_sql
+from events.services import record_fast
 
 from . import preview as preview_service
 from .links import CLICK, OPEN
@@ -65,11 +64,11 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
     flags = machine_flags(request.method, user_agent, delivered, now,
                           settings.TRACKING_FAST_SECONDS)
     try:
-        _record(
+        record_fast(
             Event.Type.CLICK if kind == CLICK else Event.Type.OPEN, message_id, recipient_id,
             {"url": url, "index": index, "ip": client_ip(request),
              "user_agent": user_agent, "method": request.method},
-            flags, now,
+            flags, now, durable=False,
         )
     except DatabaseError as exc:
         # The recipient still gets the link or the pixel: a lost event is the lesser harm.
@@ -78,41 +77,6 @@ def _track(request: HttpRequest, token: str, kind: str) -> str:
                   kind, message_id, recipient_id, index, type(exc).__name__,
                   str(exc).partition("\n")[0][:200])
     return url
-
-
-_INSERT: dict[str, tuple[str, list]] = {}  # vendor -> (INSERT for an Event, its fields)
-
-
-def _record(type_: str, message_id: int, recipient_id: int, data: dict, flags: list[str],
-            now: datetime) -> None:
-    """Insert one Event with a prepared INSERT over the model's own fields and defaults.
-
-    The ORM's query machinery and a model instance (with its init signals) cost a third of the
-    click endpoint's time; the values still go through each field's get_db_prep_save, and a
-    field not given here gets its get_default(), so a new Event field with a plain default
-    works. One with auto_now/auto_now_add or db_default would need adding here.
-    """
-    # The wrapper itself, not the django.db.connection proxy: every attribute of the proxy is
-    # an asgiref context lookup, a dozen of them per click.
-    conn = connections[DEFAULT_DB_ALIAS]
-    vendor = conn.vendor
-    if vendor not in _INSERT:
-        fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-        _INSERT[vendor] = insert_sql(conn, Event, [f.name for f in fields]), fields
-    sql, fields = _INSERT[vendor]
-    given = {"type": type_, "time": now, "message_id": message_id,
-             "recipient_id": recipient_id, "data": data, "flags": flags}
-    params = [f.get_db_prep_save(given[f.attname] if f.attname in given else f.get_default(),
-                                 conn) for f in fields]
-    if vendor == "postgresql":
-        # A click is not acknowledged mail: losing the last few on a database crash is
-        # acceptable, waiting for a WAL flush on every click is not.
-        with transaction.atomic(), conn.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            cursor.execute(sql, params)
-        return
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:

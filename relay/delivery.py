@@ -1,5 +1,6 @@
 """The delivery worker (runsmtp's `delivery` role): claim due recipients, then each message
-goes through a short list of named steps: load, check suppression, render, send, record.
+goes through a short list of named steps: load, check suppression, render (the first time, also
+store the URLs behind its tracking tokens), send, record.
 
 Rendering runs in a process pool (relay.render_pool); a render that fails, crashes or times out
 sends the message unchanged (minus X-SMTPeter-* headers) and records a `warning` event. Sending
@@ -46,6 +47,7 @@ from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, rend
 log = logging.getLogger("relay.delivery")
 RENDER_CHUNK = 50  # recipients per render job: a big claim of one message uses every process
 RENDERED_FEATURES = ("clicktracking", "openstracking", "inlinecss")  # change the bytes
+TRACKING_FEATURES = ("clicktracking", "openstracking")  # put tokens in: store the URL lists
 RECORD_EVERY = 0.05  # seconds an outcome may wait to be written with others
 STOP_GRACE = 10.0  # seconds a stopping worker lets sends in flight finish
 
@@ -304,13 +306,19 @@ class DeliveryWorker:
 
     async def _render_in_pool(self, message: QueuedMessage, claims: list[Claim],
                               ctx) -> Rendered:
+        # The first render of a message with tracking also brings back its URL lists.
+        lists = not message.links_stored and any(
+            (message.features or {}).get(f) for f in TRACKING_FEATURES)
         jobs = [
             RenderJob(message.id, message.raw, message.features, settings.CSS_INLINER, ctx,
-                      [(c.recipient_id, c.address) for c in claims[i:i + RENDER_CHUNK]])
+                      [(c.recipient_id, c.address) for c in claims[i:i + RENDER_CHUNK]],
+                      lists=lists and i == 0)
             for i in range(0, len(claims), RENDER_CHUNK)
         ]
         outputs: list[RenderOutput] = await asyncio.gather(
             *(self.renderer.run(render_job, job) for job in jobs))
+        if lists:
+            await self.store_links(message, outputs[0])
         by_recipient = {}
         warnings: dict[str, None] = {}
         for out in outputs:
@@ -320,6 +328,17 @@ class DeliveryWorker:
         for warning in warnings:
             await self._warn(message, warning, {"action": "part left as it was"})
         return Rendered(by_recipient)
+
+    async def store_links(self, message: QueuedMessage, output: RenderOutput) -> None:
+        """Store what the tracking tokens' indexes stand for, before the first token goes out:
+        a click then looks its URL up instead of preparing the message again."""
+        if output.links is None or output.images is None:
+            return
+        try:
+            await self._db(queue.store_links, message.id, output.links, output.images)
+        except Exception as exc:  # noqa: BLE001 - clicks derive the lists from the message
+            log.error("storing the tracked links of message %s failed (%s: %s); clicks will "
+                      "derive them from the message", message.queue_id, type(exc).__name__, exc)
 
     async def send(self, message: QueuedMessage, claims: list[Claim],
                    rendered: Rendered) -> None:

@@ -213,3 +213,31 @@ class QueueAudit(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("queue audit entries are append-only")
+
+
+class TrackedLink(models.Model):
+    """One URL behind a message's tracking tokens: (message, kind, position) -> url.
+
+    Written once per message when delivery first prepares it (relay.queue.store_links), so a
+    click or open looks one row up instead of deriving the message's link list again. Open
+    position 0 is the pixel (url ""): every stored message has that row, which also says the
+    list is stored.
+    """
+
+    class Kind(models.TextChoices):
+        CLICK = "c", "click"
+        OPEN = "o", "open"
+
+    # No index of its own: the unique constraint's index starts with it.
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+",
+                                db_index=False)
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    position = models.PositiveIntegerField()
+    url = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "kind", "position"],
+                                               name="trackedlink_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}{self.position} of message {self.message_id}"

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from events.models import Event
 from events.services import NewEvent, record_many
+from smtpeter_site.sql import insert_sql
 
 from .dsn import dsn_wanted
-from .models import Attempt, Capture, Message, QueueAudit, Recipient
+from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink
 from .reports_out import Outcome, queue_reports
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class QueuedMessage:
     received_at: datetime
     max_deliver_until: datetime | None
     raw: bytes
+    links_stored: bool = False  # its TrackedLink rows are written (see store_links)
 
 
 @dataclass
@@ -186,12 +188,32 @@ def unclaim(worker_id: str, recipient_ids: list[int]) -> int:
 
 def load_message(message_id: int) -> QueuedMessage | None:
     row = (Message.objects.filter(pk=message_id)
+           .annotate(links_stored=Exists(TrackedLink.objects.filter(
+               message=OuterRef("pk"), kind=TrackedLink.Kind.OPEN, position=0)))
            .values_list("id", "queue_id", "kind", "mail_from", "ret", "envid", "features",
-                        "received_at", "max_deliver_until", "raw")
+                        "received_at", "max_deliver_until", "raw", "links_stored")
            .first())
     if row is None:
         return None
-    return QueuedMessage(*row[:-1], raw=bytes(row[-1]))
+    return QueuedMessage(*row[:-2], raw=bytes(row[-2]), links_stored=bool(row[-1]))
+
+
+def store_links(message_id: int, links: list[str], images: list[str]) -> None:
+    """Write a message's click and open URL lists (index = position in the list; images[0] is
+    the pixel, ""), once: rows already there stay as they are.
+
+    Delivery calls this when it first prepares the message; the tracking endpoints read them
+    with relay.services.tracked_url().
+    """
+    if not images or images[0] != "":  # the pixel row says the lists are stored
+        raise ValueError("images[0] must be the pixel, \"\"")
+    rows = [(message_id, TrackedLink.Kind.CLICK, i, url) for i, url in enumerate(links)]
+    rows += [(message_id, TrackedLink.Kind.OPEN, i, url) for i, url in enumerate(images)]
+    sql = insert_sql(connection, TrackedLink, ["message", "kind", "position", "url"])
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Both databases take ON CONFLICT: a second delivery process that prepared the same
+        # message at the same time writes nothing.
+        cursor.executemany(sql + " ON CONFLICT DO NOTHING", rows)
 
 
 # -- outcomes ------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ class RenderJob:
     inliner: str
     context: RenderContext  # the message's; recipient fields are filled per recipient
     recipients: list[tuple[int, str]]  # (recipient id, address)
+    lists: bool = False  # send back the message's click and open URL lists too
 
 
 @dataclass
@@ -146,6 +147,10 @@ class RenderOutput:
     bodies: list[bytes]  # each distinct rendered message once
     recipients: dict[int, tuple[int, str]]  # recipient id -> (index into bodies, envelope sender)
     warnings: list[str] = field(default_factory=list)
+    # What the tracking tokens' indexes stand for (RenderJob.lists): click URLs, and open URLs
+    # with the pixel ("") first.
+    links: list[str] | None = None
+    images: list[str] | None = None
 
 
 # A newsletter comes in many jobs (one per claim and chunk): its costly half is made once per
@@ -179,4 +184,6 @@ def render_job(job: RenderJob) -> RenderOutput:
         out.recipients[rid] = (i, rendered.envelope_sender)
         warnings.update(dict.fromkeys(rendered.warnings))
     out.warnings = list(warnings)
+    if job.lists:
+        out.links, out.images = prepared.links, prepared.images
     return out

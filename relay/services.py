@@ -1,5 +1,6 @@
 """Reads of the queue for the dashboard: which messages a user may see, the message search, a
-message's recipients, attempts and timeline, the Outbox, and the HTML as delivered.
+message's recipients, attempts and timeline, the Outbox, and the HTML as delivered; and the
+tracking endpoints' one read, tracked_url().
 
 Every read starts from visible_messages(user): a customer sees their own messages, staff see
 everyone's. Writes to the queue are in relay.queue.
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count, Exists, Min, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
 
@@ -23,7 +24,7 @@ from features.render import envelope_sender
 from features.services import context as render_context
 from features.services import render_for
 
-from .models import Attempt, Capture, Message, QueueAudit, Recipient
+from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser as User
@@ -352,3 +353,44 @@ def action_allowed(message: Message) -> dict[str, bool]:
     pending = bool(states & set(PENDING))
     return {"retry": pending, "hold": pending, "release": State.HELD in states,
             "delete": pending or State.HELD in states}
+
+
+# -- the tracking endpoints' lookup -----------------------------------------------------------
+
+
+def tracked_url(message_id: int, kind: str, position: int) -> tuple[bool, str | None]:
+    """(stored, url): whether the message's link lists are stored (relay.queue.store_links),
+    and the URL at ``position`` of ``kind`` (TrackedLink.Kind: "c" or "o"; open 0 is the
+    pixel, "") or None when there is none.
+
+    Two point lookups in the unique index, however many links the message has: a click must
+    not read a message's 8 MB of URLs to find one.
+    """
+    # The wrapper itself, not the django.db.connection proxy (an asgiref lookup per use).
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(_tracked_sql(conn.vendor),
+                       [message_id, kind, position, message_id, TrackedLink.Kind.OPEN])
+        rows = cursor.fetchall()
+    url = next((row[1] for row in rows if row[0] == 1), None)
+    return bool(rows), url
+
+
+_TRACKED_SQL: dict[str, str] = {}
+
+
+def _tracked_sql(vendor: str) -> str:
+    sql = _TRACKED_SQL.get(vendor)
+    if sql is None:
+        qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+        table = qn(TrackedLink._meta.db_table)
+        message, kind, position, url = (qn(TrackedLink._meta.get_field(f).column)
+                                        for f in ("message", "kind", "position", "url"))
+        # The second row (the pixel's, always there once stored) says the lists are stored.
+        sql = _TRACKED_SQL[vendor] = (
+            f"SELECT 1, {url} FROM {table} WHERE {message} = %s AND {kind} = %s"
+            f" AND {position} = %s"
+            f" UNION ALL SELECT 0, NULL FROM {table} WHERE {message} = %s AND {kind} = %s"
+            f" AND {position} = 0"
+        )
+    return sql

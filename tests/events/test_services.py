@@ -37,3 +37,27 @@ def test_record_many_is_one_batch_and_refuses_unknown_types(recipient):
         services.record_many([services.NewEvent("delivery"), services.NewEvent("sent")])
     assert Event.objects.count() == 2  # nothing of a refused batch is stored
     assert services.record_many([]) == []
+
+
+def test_record_fast_writes_what_record_writes_and_runs_the_same_hook(recipient, monkeypatch):
+    hooked = []
+    monkeypatch.setattr(services, "_after_record",
+                        lambda ids, events: hooked.append((ids, events)))
+    from django.utils import timezone
+
+    now = timezone.now()
+    pk = services.record_fast("click", recipient.message_id, recipient.pk,
+                              {"url": "https://example.com/", "ua": "a\x00b"}, ["fast"], now,
+                              durable=False)
+    event = Event.objects.get()
+    assert (event.pk, event.type, event.message_id, event.recipient_id, event.data,
+            event.flags, event.time) == (pk, "click", recipient.message_id, recipient.pk,
+                                         {"url": "https://example.com/", "ua": "ab"},
+                                         ["fast"], now)
+    assert hooked == [([pk], [services.NewEvent("click", recipient.message_id, recipient.pk,
+                                                event.data, ["fast"])])]
+    services.record("open", recipient.message_id, recipient.pk)
+    assert [ids for ids, _ in hooked] == [[pk], [pk + 1]]
+    with pytest.raises(ValueError, match="unknown event type 'clicked'"):
+        services.record_fast("clicked", recipient.message_id, recipient.pk, {}, [], now)
+    assert Event.objects.count() == 2

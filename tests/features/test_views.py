@@ -269,3 +269,64 @@ def test_the_link_cache_keeps_within_its_bound_of_url_characters(client, monkeyp
         entries, chars = services.cached_link_chars()
         assert chars <= 100_000 and entries <= 2  # ~40 KB of URLs per message
     assert Event.objects.filter(type="click").count() == 6
+
+
+def _store(msg):
+    from relay.queue import store_links
+
+    prepared = services.prepare_message(bytes(msg.raw), msg.features)
+    store_links(msg.pk, prepared.links, prepared.images)
+
+
+def test_a_click_looks_its_url_up_in_the_stored_lists_and_never_reads_the_message(
+        client, sent):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    msg, rcpt = sent
+    click_a, click_b, image, pixel = urls_in(msg, rcpt)
+    _store(msg)  # what delivery does when it first prepares the message
+    # The message now derives other lists: only stored ones give the URLs the tokens name.
+    Message.objects.filter(pk=msg.pk).update(raw=message(part(
+        "text/html", b'<a href="https://elsewhere.example/">x</a>', "utf-8", "8bit")))
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(click_a, HTTP_USER_AGENT=BROWSER)
+    assert (response.status_code, response["Location"]) == (302, "https://example.com/a?x=1&y=2")
+    assert not any(Message._meta.db_table + '"' in q["sql"].replace("`", '"')
+                   and "raw" in q["sql"] for q in queries.captured_queries), queries
+    assert services.cached_link_chars() == (0, 0)  # nothing derived, nothing cached
+    assert client.get(click_b, HTTP_USER_AGENT=BROWSER)["Location"] == "https://example.com/b"
+    assert client.get(image, HTTP_USER_AGENT=BROWSER)["Location"] == (
+        "https://img.example/logo.png")
+    assert client.get(pixel, HTTP_USER_AGENT=BROWSER).content == PIXEL_GIF
+    assert Event.objects.filter(type="click").count() == 2
+    assert Event.objects.filter(type="open").count() == 2
+
+
+def test_with_stored_lists_an_index_past_their_end_is_not_found(client, sent):
+    msg, rcpt = sent
+    _store(msg)
+    key = services.tracking_key()
+    beyond = make_token(key, CLICK, msg.pk, rcpt.pk, 2, "https://example.com/a?x=1&y=2")
+    assert client.get(f"/t/c/{beyond}").status_code == 404
+    other = make_token(key, OPEN, msg.pk, rcpt.pk, 2, "https://img.example/logo.png")
+    assert client.get(f"/t/o/{other}").status_code == 404
+    assert not Event.objects.filter(type__in=["click", "open"]).exists()
+
+
+def test_store_links_writes_once_and_wants_the_pixel_first(sent):
+    from relay.models import TrackedLink
+    from relay.queue import store_links
+    from relay.services import tracked_url
+
+    msg, _ = sent
+    assert tracked_url(msg.pk, "c", 0) == (False, None)
+    store_links(msg.pk, ["https://example.com/a"], ["", "https://img.example/1.png"])
+    store_links(msg.pk, ["https://example.com/changed"], [""])  # a second writer: no change
+    assert tracked_url(msg.pk, "c", 0) == (True, "https://example.com/a")
+    assert tracked_url(msg.pk, "c", 1) == (True, None)
+    assert tracked_url(msg.pk, "o", 0) == (True, "")
+    assert tracked_url(msg.pk, "o", 1) == (True, "https://img.example/1.png")
+    assert TrackedLink.objects.filter(message=msg).count() == 3
+    with pytest.raises(ValueError, match="pixel"):
+        store_links(msg.pk, [], ["https://img.example/1.png"])

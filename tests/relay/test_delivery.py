@@ -109,6 +109,27 @@ def test_sent_mail_lands_in_the_outbox_with_the_login_s_features(capture_server,
     assert f"{queue_id}: to=<a@example.org>" in capture_server.log_text()
 
 
+def test_delivery_stores_the_urls_behind_the_tokens_and_a_click_reads_only_them(
+        capture_server, alice, client):
+    from relay.models import TrackedLink
+
+    login, password = services.create_login(alice, features=["clicktracking", "openstracking"])
+    body = HTML.replace(b"</p>", b'<img src="https://img.example/a.png"></p>')
+    [queue_id] = submit(capture_server, login, password, ["c@example.org"], body)
+    wait_for(lambda: delivered([queue_id]), what="delivery")
+    message = Message.objects.get(queue_id=queue_id)
+    assert sorted(TrackedLink.objects.filter(message=message)
+                  .values_list("kind", "position", "url")) == [
+        ("c", 0, "https://example.com/article"), ("o", 0, ""),
+        ("o", 1, "https://img.example/a.png")]
+    data = bytes(Capture.objects.get(message=message).data)
+    token = data.split(b"https://t.test/t/c/")[1].split(b'"')[0].decode()
+    # The stored message no longer derives that link: the click finds it all the same.
+    Message.objects.filter(pk=message.pk).update(raw=b"Subject: gone\r\n\r\nnothing\r\n")
+    response = client.get(f"/t/c/{token}")
+    assert (response.status_code, response["Location"]) == (302, "https://example.com/article")
+
+
 DEEP = (b"Subject: deep\r\nX-SMTPeter-InlineCSS: true\r\nContent-Type: text/html\r\n\r\n"
         b"<html><head><style>p{color:red}</style></head><body>\r\n"
         + (b"<div>" * 100 + b"\r\n") * 120
