@@ -11,3 +11,13 @@ def insert_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[
     columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
     return (f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
             f"VALUES ({', '.join(['%s'] * len(names))})")
+
+
+def select_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[str],
+               where: str) -> str:
+    """SELECT the columns of fields `names` FROM the model's table WHERE the column of field
+    `where` (compared by the caller's own ``= %s`` or ``IN (...)``)."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
+    return (f"SELECT {columns} FROM {qn(model._meta.db_table)} "
+            f"WHERE {qn(model._meta.get_field(where).column)}")
