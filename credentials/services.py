@@ -11,12 +11,16 @@ import logging
 import secrets
 import string
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import transaction
+from django.db import connection, transaction
+
+from smtpeter_site.db import select_sql
 
 from .models import FEATURE_NAMES, AuditEntry, Login
+from .models import FEATURES as FEATURES  # for relay/ and api/, which import no models
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser as User
@@ -241,3 +245,57 @@ def authenticate(username: str, password: str) -> Login | None:
     if not verify_password(login, password) or not login.enabled:
         return None
     return login
+
+
+# -- for the SMTP server: hot paths in plain SQL --------------------------------------------
+# Compiling an ORM query takes the GIL from the SMTP event loop for longer than the query
+# itself takes; these run on every AUTH and every group commit, so their SQL is built once
+# per database vendor from the model's metadata.
+
+_SQL: dict[tuple[str, str], str] = {}
+
+
+def _sql(name: str) -> str:
+    key = (connection.vendor, name)
+    sql = _SQL.get(key)
+    if sql is None:
+        if name == "auth":
+            sql = select_sql(connection, Login, ["id", "password_hash", "enabled", "owner"],
+                             "username") + " = %s"
+        else:
+            sql = select_sql(connection, Login, ["id", *FEATURE_NAMES], "id") + " IN "
+        sql = _SQL[key] = sql
+    return sql
+
+
+class AuthRow(NamedTuple):
+    id: int
+    password_hash: str
+    enabled: bool
+    owner_id: int
+
+
+def auth_row(username: str) -> AuthRow | None:
+    """The login's id, hash, enabled flag and owner, for a cached AUTH's re-check; or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("auth"), [username])
+        row = cursor.fetchone()
+    return None if row is None else AuthRow(row[0], row[1], bool(row[2]), row[3])
+
+
+def featuresets(login_ids: Iterable[int]) -> dict[int, dict[str, bool]]:
+    """{login id: feature set} of those logins that exist (a deleted one is left out)."""
+    ids = sorted(set(login_ids))
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("features") + f"({', '.join(['%s'] * len(ids))})", ids)
+        return {
+            row[0]: dict(zip(FEATURE_NAMES, map(bool, row[1:]), strict=True))
+            for row in cursor.fetchall()
+        }
+
+
+def touch_last_used(login_ids: Iterable[int], when: datetime) -> None:
+    """Record that these logins were used (a hint for the dashboard, written in batches)."""
+    Login.objects.filter(pk__in=list(login_ids)).update(last_used=when)

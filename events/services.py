@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from smtpeter_site.sql import insert_sql
+from smtpeter_site.db import insert_sql
 
 from .models import Event
 
@@ -99,6 +102,29 @@ def record_fast(type: str, message_id: int, recipient_id: int, data: dict[str, A
         pk = cursor.fetchone()[0]
         _after_record([pk], [NewEvent(type, message_id, recipient_id, data, flags)])
     return pk
+
+
+def last_delivery(recipient_id: int) -> datetime | None:
+    """Time of the recipient's latest `delivery` event, or None: the click endpoint's "fast"
+    flag. One probe of the index event_rcpt_type_time."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(last_delivery_sql(), [Event.Type.DELIVERY, recipient_id])
+        row = cursor.fetchone()
+    value = row[0] if row else None
+    if isinstance(value, str):  # SQLite hands back text
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
+
+
+@lru_cache(maxsize=1)
+def last_delivery_sql() -> str:
+    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    table = qn(Event._meta.db_table)
+    time, type_, recipient = (qn(Event._meta.get_field(f).column)
+                              for f in ("time", "type", "recipient"))
+    return f"SELECT MAX({time}) FROM {table} WHERE {type_} = %s AND {recipient} = %s"
 
 
 def _after_record(ids: list[int], events: list[NewEvent]) -> None:

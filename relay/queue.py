@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from events.models import Event
 from events.services import NewEvent, record_many
-from smtpeter_site.sql import insert_sql
+from smtpeter_site.db import insert_sql
 
 from .dsn import dsn_wanted
 from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink

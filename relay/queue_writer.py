@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from features.mime import header_end
 from features.overrides import apply_overrides, max_deliver_seconds
-from smtpeter_site.sql import insert_sql
+from smtpeter_site.db import insert_sql
 
 from .headers import subject_of
 
@@ -61,24 +61,19 @@ _RECIPIENT_COLUMNS = (
     "message", "address", "notify", "orcpt", "state", "attempts", "next_attempt_at",
     "last_response", "updated",
 )
-_sql_cache: dict[str, str] = {}
+_sql_cache: dict[str, tuple[str, str]] = {}
 
 
-def _statements() -> tuple[str, str, str]:
-    """INSERT for messages (RETURNING id), INSERT for recipients, SELECT of feature sets."""
+def _statements() -> tuple[str, str]:
+    """INSERT for messages (RETURNING id), INSERT for recipients."""
     if connection.vendor not in _sql_cache:
-        from credentials.models import FEATURE_NAMES, Login
-
         from .models import Message, Recipient
 
         qn = connection.ops.quote_name
-        features = ", ".join(qn(name) for name in FEATURE_NAMES)
         _sql_cache[connection.vendor] = (
             insert_sql(connection, Message, _MESSAGE_COLUMNS)
             + " RETURNING " + qn(Message._meta.pk.column),
             insert_sql(connection, Recipient, _RECIPIENT_COLUMNS),
-            f"SELECT {qn('id')}, {features} FROM {qn(Login._meta.db_table)} "
-            f"WHERE {qn('id')} IN ",
         )
     return _sql_cache[connection.vendor]
 
@@ -90,11 +85,12 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
     backend needs it (dates, JSON, bytes): building ORM objects held the GIL long enough to
     slow the event loop down.
     """
-    from credentials.models import FEATURE_NAMES, Login
+    from credentials.services import featuresets as login_featuresets
+    from credentials.services import touch_last_used
 
     from .models import Message
 
-    msg_sql, rcpt_sql, login_sql = _statements()
+    msg_sql, rcpt_sql = _statements()
     prep = {
         name: Message._meta.get_field(name).get_db_prep_save
         for name in ("received_at", "features", "tags", "raw", "max_deliver_until")
@@ -104,14 +100,8 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
     now_db = prep["received_at"](now, connection)
     ids = []
     with transaction.atomic(), connection.cursor() as cursor:
-        login_ids = sorted({s.login_id for s in batch if s.login_id})
-        featuresets = {}
-        if login_ids:
-            cursor.execute(login_sql + f"({', '.join(['%s'] * len(login_ids))})", login_ids)
-            featuresets = {
-                row[0]: dict(zip(FEATURE_NAMES, map(bool, row[1:]), strict=True))
-                for row in cursor.fetchall()
-            }
+        # Read in this transaction: the feature set as it is at this commit.
+        featuresets = login_featuresets(s.login_id for s in batch if s.login_id)
         rcpt_rows = []
         for s in batch:
             featureset = featuresets.get(s.login_id)
@@ -143,7 +133,7 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
         if rcpt_rows:
             cursor.executemany(rcpt_sql, rcpt_rows)
         if touched:
-            Login.objects.filter(pk__in=touched).update(last_used=now)
+            touch_last_used(touched, now)
     return ids
 
 

@@ -3,7 +3,6 @@ SIGHUP certificate reload and a clean stop on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import logging
 import signal
 from collections.abc import Callable
@@ -20,14 +19,9 @@ from .delivery import DeliveryWorker, transport_for
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
-from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP
+from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP, SessionContext
 
 log = logging.getLogger("relay.server")
-# asyncio's TLS layer (implicit TLS on either loop; STARTTLS too with SMTP_EVENT_LOOP=asyncio)
-# keeps a receive buffer of SSLProtocol.max_size per connection, 256 KiB by default (Python
-# 3.11): 1,000 idle TLS sessions would hold 250 MiB in these buffers alone. One TLS record
-# (16 KiB plus its header) per read is as fast for SMTP.
-TLS_READ_BUFFER = 17 * 1024
 ROLES = ("submission", "mx", "delivery")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
 AT_CAP_LOG_EVERY = 60.0  # seconds between log lines while connections are refused at the cap
@@ -102,6 +96,19 @@ class RelayServer:
 
     # -- bookkeeping used by sessions ---------------------------------------------------
 
+    def session_context(self) -> SessionContext:
+        """What every session gets from this process (not the server itself)."""
+        return SessionContext(
+            loop=self.loop, hostname=self.hostname, tls_context=self.tls_context,
+            tls_handshake_timeout=self.tls_handshake_timeout, idle_timeout=self.idle_timeout,
+            preauth_idle_timeout=self.preauth_idle_timeout, max_size=self.max_size,
+            max_recipients=self.max_recipients, mx_max_size=self.mx_max_size,
+            mx_max_recipients=self.mx_max_recipients, bounce_domain=self.bounce_domain,
+            connections=_Connections(self), unauth_data=self.unauth_data,
+            check_auth=self.auth.check, login_used=self.login_used,
+            mx_accepts=self.mx_accepts, store=self.writer.store,
+        )
+
     def connection_opened(self, ip: str | None, role: str) -> str | None:
         """Count a new connection; None, or the 421 reply that refuses it (logged here)."""
         refused = self.counts.open(ip)
@@ -151,7 +158,6 @@ class RelayServer:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         self.loop = asyncio.get_running_loop()
         self.fd_limit = descriptor_limit()  # runsmtp has raised it to the hard limit
         self.counts.max_total = connection_cap(settings.SMTP_MAX_CONNECTIONS, self.fd_limit)
@@ -167,9 +173,10 @@ class RelayServer:
         )
         self.db_pool = ThreadPoolExecutor(4, thread_name_prefix="auth-db")
         self.auth = Authenticator(self.argon_pool, self.db_pool)
+        context = self.session_context()
         for spec in self.specs:
             server = await self.loop.create_server(
-                lambda role=spec.role: RelaySMTP(self, role),
+                lambda role=spec.role: RelaySMTP(context, role),
                 host=self.bind,
                 port=spec.port,
                 # No ssl= even for implicit TLS: the session counts the connection against
@@ -222,3 +229,12 @@ class RelayServer:
         await self._stopping.wait()
         log.info("runsmtp stopping")
         await self.stop()
+
+
+class _Connections:
+    """RelayServer's connection accounting as SessionContext.connections."""
+
+    def __init__(self, server: RelayServer):
+        self.opened = server.connection_opened
+        self.authenticated = server.connection_authenticated
+        self.closed = server.connection_closed

@@ -358,6 +358,17 @@ def action_allowed(message: Message) -> dict[str, bool]:
 # -- the tracking endpoints' lookup -----------------------------------------------------------
 
 
+def raw_and_features(message_id: int) -> tuple[bytes, dict] | None:
+    """A stored message's bytes and feature set, or None: the click endpoint's fallback for
+    mail whose link lists were never stored."""
+    return Message.objects.filter(pk=message_id).values_list("raw", "features").first()
+
+
+def recipient_exists(message_id: int, recipient_id: int) -> bool:
+    """Whether the recipient is one of the message's (a token names both)."""
+    return Recipient.objects.filter(pk=recipient_id, message_id=message_id).exists()
+
+
 def tracked_url(message_id: int, kind: str, position: int) -> tuple[bool, str | None]:
     """(stored, url): whether the message's link lists are stored (relay.queue.store_links),
     and the URL at ``position`` of ``kind`` (TrackedLink.Kind: "c" or "o"; open 0 is the

@@ -72,9 +72,6 @@ class Outcome:
     cached: bool = False  # verified from the cache, without argon2
 
 
-_LOOKUP_SQL: dict[str, str] = {}
-
-
 def _with_connection(query, *args):
     """Run ``query`` (a read in autocommit) on this thread's database connection, which is
     kept between calls; if the connection turns out dead (the server restarted, a backend was
@@ -108,29 +105,9 @@ def verify(username: str, password: str):
 
 
 def _lookup_row(username: str):
-    """(id, password_hash, enabled, owner_id) of the login, or None.
+    from credentials.services import auth_row
 
-    Plain SQL: this runs on every cached AUTH, and compiling the ORM query took the GIL from
-    the event loop for longer than the query itself takes.
-    """
-    from django.db import connection
-
-    from credentials.models import Login
-
-    sql = _LOOKUP_SQL.get(connection.vendor)
-    if sql is None:
-        qn = connection.ops.quote_name
-        columns = ", ".join(
-            qn(Login._meta.get_field(n).column)
-            for n in ("id", "password_hash", "enabled", "owner")
-        )
-        sql = _LOOKUP_SQL[connection.vendor] = (
-            f"SELECT {columns} FROM {qn(Login._meta.db_table)} WHERE {qn('username')} = %s"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [username])
-        row = cursor.fetchone()
-    return None if row is None else (row[0], row[1], bool(row[2]), row[3])
+    return auth_row(username)
 
 
 def _verify(username: str, password: str):

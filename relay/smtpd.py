@@ -1,24 +1,24 @@
-"""One SMTP session: aiosmtpd's protocol with the product's rules on top.
+"""The SMTP command handlers and their policy: what each command may do, per role.
 
-aiosmtpd 1.4.6 gives us the command loop, STARTTLS and the AUTH exchange. We replace what it
-gets wrong for a submission server: AUTH on implicit TLS (upstream #274, #281), MAIL/RCPT
-with RFC 3461 parameters (case kept), the null sender, EHLO keywords, DATA (bare CR/LF refused,
-998-octet lines, the Received header, group commit before "250"), enhanced status codes on every
-reply, the idle timeout reply and the per-IP connection cap.
+On top of relay.wire (aiosmtpd's session with our TLS, reply writing and DATA reader): AUTH on
+implicit TLS (upstream #274, #281), MAIL/RCPT with RFC 3461 parameters (case kept), the null
+sender, EHLO keywords, DATA (bare CR/LF refused, 998-octet lines, the Received header, group
+commit before "250"), enhanced status codes on every reply and the per-IP connection cap.
+What a session needs from the process that runs it comes in a SessionContext.
 """
 from __future__ import annotations
 
 import asyncio
-import collections
 import email.utils
 import logging
 import re
 import ssl
-from asyncio import sslproto
 from base64 import b64decode, b64encode
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, AuthResult
 
 from .esmtp_params import (
     ParamError,
@@ -28,12 +28,11 @@ from .esmtp_params import (
     parse_rcpt_params,
     printable,
 )
+from .limits import ByteBudget
 from .models import new_queue_id
 from .queue_writer import Submission
-from .smtp_auth import log_username
-
-if TYPE_CHECKING:
-    from .server import RelayServer
+from .smtp_auth import Outcome, log_username
+from .wire import AUTH_LINE_MAX, WireSMTP
 
 log = logging.getLogger("relay.smtpd")
 
@@ -51,213 +50,85 @@ DEFAULT_ENHANCED = {
 }
 _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
-LINE_MAX = 998 + 2  # RFC 5321 4.5.3.1.6, with the CRLF
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
-# Replies sent at once even when more commands are buffered: the client may wait for them,
-# or the connection closes right after (aiosmtpd's 502 after too many unknown commands).
-_FLUSH_NOW = frozenset({b"220", b"221", b"421", b"502"})
-AUTH_LINE_MAX = 12288  # RFC 4954 4: an AUTH response line may be this long, CRLF included
 
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
-class RelaySMTP(SMTP):
+class Connections(Protocol):
+    """The process's count of open connections, per IP and in all."""
+
+    def opened(self, ip: str | None, role: str) -> str | None:
+        """Count a new connection; None, or the 421 reply that refuses it."""
+
+    def authenticated(self, ip: str | None) -> None: ...
+
+    def closed(self, ip: str | None, authenticated: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What a session needs from the process that runs it (relay.server builds one)."""
+
+    loop: asyncio.AbstractEventLoop
+    hostname: str
+    tls_context: ssl.SSLContext  # reloaded in place on SIGHUP
+    tls_handshake_timeout: float
+    idle_timeout: float
+    preauth_idle_timeout: float  # until a submission session has AUTHed (mx: greeted)
+    max_size: int
+    max_recipients: int
+    mx_max_size: int
+    mx_max_recipients: int
+    bounce_domain: str
+    connections: Connections
+    unauth_data: ByteBudget  # bytes of DATA held for sessions without AUTH, all together
+    check_auth: Callable[[str, str, str], Awaitable[Outcome]]  # (ip, username, password)
+    login_used: Callable[[int], None]
+    mx_accepts: Callable[[str], bool]  # whether the mx role takes this address without AUTH
+    store: Callable[[Submission], Awaitable[None]]  # returns once the message is committed
+
+
+class RelaySMTP(WireSMTP):
     AuthLoginUsernameChallenge = "Username:"
     AuthLoginPasswordChallenge = "Password:"
-    _command_names: list[str] | None = None
 
-    def __dir__(self):
-        # aiosmtpd's __init__ finds commands and AUTH mechanisms with dir()/getmembers() on
-        # every connection (a few hundred getattr calls); only these names matter to it.
-        cls = type(self)
-        if cls._command_names is None:
-            cls._command_names = [
-                n for n in object.__dir__(self) if n.startswith(("smtp_", "auth_"))
-            ]
-        return cls._command_names
-
-    def __init__(self, server: RelayServer, role: str):
-        self.server = server
+    def __init__(self, ctx: SessionContext, role: str):
+        self.ctx = ctx
         self.role = role
-        starttls = role in (ROLE_STARTTLS, ROLE_MX)
         super().__init__(
-            _NO_HOOKS,
+            loop=ctx.loop,
+            hostname=ctx.hostname,
             # The mx role takes mail from anyone: its own smaller limit until AUTH.
-            data_size_limit=server.mx_max_size if role == ROLE_MX else server.max_size,
-            enable_SMTPUTF8=False,
-            decode_data=False,
-            hostname=server.hostname,
-            ident="smtpeter ESMTP",
-            tls_context=server.tls_context if starttls else None,
-            require_starttls=False,  # we answer 538/530 with the codes the product wants
-            timeout=server.preauth_idle_timeout,  # server.idle_timeout once greeted/AUTHed
-            auth_required=False,  # checked in check_auth_needed, per role
-            auth_require_tls=True,
-            loop=server.loop,
+            data_size_limit=ctx.mx_max_size if role == ROLE_MX else ctx.max_size,
+            tls_context=ctx.tls_context,
+            implicit_tls=role == ROLE_TLS,
+            starttls=role in (ROLE_STARTTLS, ROLE_MX),
+            tls_handshake_timeout=ctx.tls_handshake_timeout,
+            timeout=ctx.preauth_idle_timeout,  # ctx.idle_timeout once greeted/AUTHed
         )
-        # Room for DSN parameters (RFC 3461 4: +100 MAIL, +500 RCPT); per instance, unlike
-        # aiosmtpd's class-wide dict that grows with every EHLO.
-        self.command_size_limits = collections.defaultdict(
-            lambda: 512, {"MAIL": 1000, "RCPT": 1000}
-        )
-        self.peer_ip: str | None = None
-        self._held_replies: list[bytes] = []  # replies to pipelined commands, not yet sent
-        self.tls_version = ""
-        self.tls_cipher = ""
         self._counted = False
         self._counted_unauth = False  # counted among the IP's connections without AUTH
-        self._refused: str | None = None  # the 421 reply that refuses the connection
-        self._data_held = 0  # bytes of this session's DATA charged to server.unauth_data
-        self._last_activity = 0.0
+        self._data_held = 0  # bytes of this session's DATA charged to ctx.unauth_data
 
     # -- connection ---------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self._original_transport is None
-        super().connection_made(transport)
-        self._last_activity = self.loop.time()
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            self.tls_version = ssl_object.version() or ""
-            self.tls_cipher = (ssl_object.cipher() or ("",))[0]
-        if first:
-            # Counted at TCP accept, before any TLS handshake: the implicit-TLS listener is a
-            # plain TCP server and the session starts TLS itself (see _tls_handshake).
-            peer = transport.get_extra_info("peername")
-            self.peer_ip = peer[0] if peer else None
-            self._refused = self.server.connection_opened(self.peer_ip, self.role)
-            self._counted = self._counted_unauth = self._refused is None
-            if self.role == ROLE_TLS and not self._refused:
-                self._start_implicit_tls(transport)
-
-    def _start_implicit_tls(self, transport: asyncio.BaseTransport) -> None:
-        """Put asyncio's TLS layer under the session at once, in connection_made.
-
-        Not loop.start_tls from the session task: uvloop starts reading right after
-        connection_made (pause_reading there is ignored), so the ClientHello could reach
-        the plain-text reader first. Set up here, every byte goes to the TLS layer.
-        """
-        self._tls_waiter = self.loop.create_future()
-        self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, self.server.tls_context, self._tls_waiter, server_side=True,
-            ssl_handshake_timeout=self.server.tls_handshake_timeout,
-        )
-        self._original_transport = transport
-        transport.set_protocol(self._tls_protocol)
-        self.transport = self._tls_protocol._app_transport
-        self._tls_protocol.connection_made(transport)
-
-    @property
-    def transport(self) -> asyncio.BaseTransport | None:
-        """The session's transport; None once it is closing, as after connection_lost.
-
-        aiosmtpd's command loop runs ``while self.transport is not None`` and closes the
-        transport after ``502 Too many unrecognized commands``, then goes on with every line
-        already buffered: each reply would be written to the closing TLS transport (which
-        raises after a second close). Reading a closing transport as None ends the loop there.
-        """
-        transport = self._smtp_transport
-        return None if transport is None or transport.is_closing() else transport
-
-    @transport.setter
-    def transport(self, value: asyncio.BaseTransport | None) -> None:
-        self._smtp_transport = value
-
-    def _close(self) -> None:
-        transport = self._smtp_transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
+    def accepted(self) -> str | None:
+        refused = self.ctx.connections.opened(self.peer_ip, self.role)
+        self._counted = self._counted_unauth = refused is None
+        return refused
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
-            self.server.connection_closed(self.peer_ip, authenticated=not self._counted_unauth)
+            self.ctx.connections.closed(self.peer_ip, authenticated=not self._counted_unauth)
         super().connection_lost(error)
-
-    async def _handle_client(self) -> None:
-        if self._refused:
-            if self.role != ROLE_TLS:  # a TLS client could not read a plain-text reply
-                await self.push(self._refused)
-            self._close()
-            return
-        if self.role == ROLE_TLS and not await self._tls_handshake("implicit TLS"):
-            return
-        await super()._handle_client()
-
-    async def _tls_handshake(self, kind: str) -> bool:
-        """Put TLS under this session, as aiosmtpd's STARTTLS does, with a handshake timeout.
-
-        False (after one INFO line and a close) when the handshake fails: a client that
-        rejects our certificate, a scanner, a TLS version we do not speak, a timeout.
-        """
-        try:
-            if self.role == ROLE_TLS:  # the TLS layer is already there (_start_implicit_tls)
-                await self._tls_waiter
-            else:
-                # Plain text pipelined after STARTTLS must not be read as the first encrypted
-                # command (RFC 3207 5); cleared before the handshake, since the client's first
-                # encrypted command may arrive before this task resumes.
-                self._reader._buffer.clear()
-                self._original_transport = self.transport
-                # loop.start_tls: on uvloop the TLS layer is compiled, a fraction of the CPU
-                # of asyncio's pure-Python one per handshake.
-                tls_transport = await self.loop.start_tls(
-                    self.transport, self, self.server.tls_context, server_side=True,
-                    ssl_handshake_timeout=self.server.tls_handshake_timeout,
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure ends the same way
-            log.info("TLS handshake failed (%s) from %s: %s", kind, self.peer_ip,
-                     _tls_failure(exc))
-            self._close()
-            # The TLS layer never made us its protocol, so nobody else tells us the
-            # connection is gone (aiosmtpd does the same after a failed STARTTLS).
-            self.connection_lost(exc)
-            return False
-        if self.role == ROLE_TLS:
-            return True  # asyncio's TLS layer has called connection_made itself
-        self._tls_protocol = _TLSInfo(tls_transport)
-        # aiosmtpd's connection_made (its STARTTLS half) clears the reader's buffer, which by
-        # now may hold the client's first encrypted command: keep it.
-        received = bytes(self._reader._buffer)
-        self.connection_made(tls_transport)
-        self._reader._buffer.extend(received)
-        return True
-
-    def _timeout_cb(self) -> None:
-        if self.transport is None:  # already closing: connection_lost follows
-            return
-        idle = self.loop.time() - self._last_activity
-        if idle < self._timeout_duration:
-            # DATA lines count as activity; aiosmtpd only counts commands. (The base method:
-            # ours would count this rescheduling as activity too.)
-            super()._reset_timeout(self._timeout_duration - idle)
-            return
-        log.info("idle timeout for %s", self.peer_ip)
-        closing = f"421 4.4.2 {self.hostname} Idle timeout, closing\r\n".encode()
-        self._writer.write(self._after_held(closing))
-        super()._timeout_cb()
-
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        self._last_activity = self.loop.time()
-        super()._reset_timeout(duration)
-
-    async def handle_exception(self, error: Exception) -> str:
-        if self.transport is None:
-            # The connection closed under a command (the client left, a timeout): nobody is
-            # left to answer, and this is no fault of ours.
-            log.info("session from %s ended during a command: %s", self.peer_ip,
-                     printable(f"{type(error).__name__}: {error}"))
-        else:
-            log.exception("session error from %s", self.peer_ip)
-        return "451 4.3.0 Internal error, try again later"
 
     # -- replies ------------------------------------------------------------------------
 
-    async def push(self, status) -> None:
+    async def push(self, status: str | bytes) -> None:
         if isinstance(status, str) and status.startswith('500 Error: command "'):
             # aiosmtpd echoes the unknown line, which may be a credential sent after an AUTH
             # refusal (538, 503): never send it back, never log it.
@@ -270,41 +141,7 @@ class RelaySMTP(SMTP):
                 # Every refusal leaves a line, whichever layer (ours or aiosmtpd's) made it.
                 log.info("refused %s (%s port): %s", self.peer_ip, self.role,
                          printable(status))
-        data = (status.encode("ascii") if isinstance(status, str) else status) + b"\r\n"
-        if (
-            data[:1] in b"245" and data[:3] not in _FLUSH_NOW
-            and self._reader is not None and b"\n" in self._reader._buffer
-        ):
-            # The client pipelined (RFC 2920): its next command is already here. Its reply goes
-            # out with this one, in one TLS record and one send(), as Postfix does. Safe: a
-            # command that waits for the client first sends a reply that is never held (220,
-            # 334, 354), and so does one that closes the connection (221, 421, 502).
-            self._held_replies.append(data)
-            return
-        await self._write(data)
-
-    async def _push_lines(self, lines: list[str]) -> None:
-        await self._write("".join(line + "\r\n" for line in lines).encode("ascii"))
-
-    def _after_held(self, data: bytes) -> bytes:
-        """data behind the replies held for pipelined commands (which are then sent)."""
-        if self._held_replies:
-            data = b"".join(self._held_replies) + data
-            self._held_replies.clear()
-        return data
-
-    async def _write(self, data: bytes) -> None:
-        if self.transport is None:
-            # Closing or closed: what is left unsaid cannot reach the client (and a write to
-            # a closing TLS transport raises).
-            self._held_replies.clear()
-            return
-        self._writer.write(self._after_held(data))
-        await self._writer.drain()
-
-    @property
-    def is_tls(self) -> bool:
-        return bool(self.tls_version)
+        await super().push(status)
 
     @property
     def authenticated(self) -> bool:
@@ -341,7 +178,7 @@ class RelaySMTP(SMTP):
     async def smtp_EHLO(self, hostname: str | None) -> None:
         if await self._bad_greeting("EHLO", hostname):
             return
-        self._set_rset_state()
+        self.reset_state()
         self.session.extended_smtp = True
         self.session.host_name = hostname
         self._greeted()
@@ -353,7 +190,7 @@ class RelaySMTP(SMTP):
             lines.append("STARTTLS")
         if self.is_tls:
             lines.append("AUTH PLAIN LOGIN")
-        await self._push_lines(
+        await self.push_lines(
             [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
         )
 
@@ -361,16 +198,16 @@ class RelaySMTP(SMTP):
         # The mx role serves other MTAs, which never AUTH: a greeting earns them the full idle
         # timeout (RFC 5321 4.5.3.2.7). Submission clients wait for their AUTH.
         if self.role == ROLE_MX:
-            self._timeout_duration = self.server.idle_timeout
+            self.set_idle_timeout(self.ctx.idle_timeout)
 
     async def smtp_HELO(self, hostname: str | None) -> None:
         if await self._bad_greeting("HELO", hostname):
             return
-        self._set_rset_state()
+        self.reset_state()
         self.session.extended_smtp = False
         self.session.host_name = hostname
         self._greeted()
-        await self._push_lines([f"250 {self.hostname}"])
+        await self.push_lines([f"250 {self.hostname}"])
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         if self.is_tls:
@@ -383,7 +220,7 @@ class RelaySMTP(SMTP):
             await self.push("454 4.7.0 TLS not available")
             return
         await self.push("220 2.0.0 Ready to start TLS")
-        await self._tls_handshake("STARTTLS")
+        await self.start_tls()
 
     # -- AUTH ---------------------------------------------------------------------------
 
@@ -398,32 +235,6 @@ class RelaySMTP(SMTP):
             log.info("AUTH with unknown mechanism from %s", self.peer_ip)
         await super().smtp_AUTH(_upper_first(arg))
 
-    async def _read_auth_line(self) -> bytes | None:
-        """One client line of the AUTH exchange, CRLF included; None if longer than
-        AUTH_LINE_MAX (read to its end and dropped). The reader's own limit is one SMTP
-        command line (1,001 octets), so longer lines come in pieces."""
-        reader = self._reader
-        parts: list[bytes] | None = []
-        size = 0
-        while True:
-            try:
-                piece = await reader.readuntil(b"\n")
-                done = True
-            except asyncio.LimitOverrunError as exc:
-                piece = await reader.read(exc.consumed)
-                done = False
-            except asyncio.IncompleteReadError as exc:
-                piece, done = exc.partial, True  # the client went away mid-line
-            self._last_activity = self.loop.time()
-            size += len(piece)
-            if parts is not None:
-                if size > AUTH_LINE_MAX:
-                    parts = None
-                else:
-                    parts.append(piece)
-            if done:
-                return None if parts is None else b"".join(parts)
-
     async def challenge_auth(
         self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response=False
     ):
@@ -432,7 +243,7 @@ class RelaySMTP(SMTP):
         if isinstance(challenge, str):
             challenge = challenge.encode()
         await self.push(b"334 " + (b64encode(challenge) if encode_to_b64 else challenge))
-        line = await self._read_auth_line()
+        line = await self.read_auth_line()
         if line is None:
             log.info("AUTH refused from %s: response line over %d octets", self.peer_ip,
                      AUTH_LINE_MAX)
@@ -491,7 +302,7 @@ class RelaySMTP(SMTP):
         except UnicodeDecodeError:
             log.warning("AUTH with undecodable credentials from %s", self.peer_ip)
             return AuthResult(success=False, handled=False)
-        outcome = await self.server.auth.check(self.peer_ip or "", user, pw)
+        outcome = await self.ctx.check_auth(self.peer_ip or "", user, pw)
         if outcome.busy:
             return AuthResult(
                 success=False, handled=False,
@@ -504,12 +315,12 @@ class RelaySMTP(SMTP):
             )
         if outcome.login is None:
             return AuthResult(success=False, handled=False)
-        self.server.login_used(outcome.login.id)
+        self.ctx.login_used(outcome.login.id)
         if self._counted_unauth:
             self._counted_unauth = False
-            self.server.connection_authenticated(self.peer_ip)
-        self._timeout_duration = self.server.idle_timeout
-        self.data_size_limit = self.server.max_size  # an authenticated submission on any role
+            self.ctx.connections.authenticated(self.peer_ip)
+        self.set_idle_timeout(self.ctx.idle_timeout)
+        self.data_size_limit = self.ctx.max_size  # an authenticated submission on any role
         log.info("AUTH ok: ip=%s username='%s' verified=%s", self.peer_ip, log_username(user),
                  "cache" if outcome.cached else "argon2")
         return AuthResult(success=True, auth_data=outcome.login)
@@ -522,7 +333,7 @@ class RelaySMTP(SMTP):
         """(address, rest, error reply) for ``FROM:<addr> params`` / ``TO:<addr> params``;
         ``postmaster`` also takes a bare <Postmaster> (RFC 5321 4.1.1.3)."""
         syntax = f"501 5.5.4 Syntax: {'MAIL FROM' if keyword == 'FROM:' else 'RCPT TO'}:<address>"
-        arg = self._strip_command_keyword(keyword, arg or "")
+        arg = self.strip_keyword(keyword, arg or "")
         if not arg:
             return None, "", syntax
         try:
@@ -550,7 +361,7 @@ class RelaySMTP(SMTP):
             except ParamError as exc:
                 error = str(exc)
         if error is None and params.size and not self.authenticated:
-            free = self.server.unauth_data.free()
+            free = self.ctx.unauth_data.free()
             if free is not None and params.size > free:
                 error = _NO_ROOM  # RFC 1870 6.1: a size we cannot take now, but may later
         if error is not None:
@@ -574,14 +385,14 @@ class RelaySMTP(SMTP):
         address, rest, error = self._parse_path(arg, "TO:", postmaster=mx_intake)
         if error is None and address.lower() == "postmaster":
             # RFC 5321 4.5.1: <Postmaster> without a domain; stored as at BOUNCE_DOMAIN.
-            address = f"postmaster@{self.server.bounce_domain}"
+            address = f"postmaster@{self.ctx.bounce_domain}"
         if error is None and rest.strip() and not self.session.extended_smtp:
             error = "501 5.5.4 Parameters need EHLO"
-        cap = self.server.mx_max_recipients if mx_intake else self.server.max_recipients
+        cap = self.ctx.mx_max_recipients if mx_intake else self.ctx.max_recipients
         if error is None and len(self.envelope.rcpt_tos) >= cap:
             error = "452 4.5.3 Too many recipients"
-        if error is None and mx_intake and not self.server.mx_accepts(address):
-            if _domain(address) != self.server.bounce_domain:
+        if error is None and mx_intake and not self.ctx.mx_accepts(address):
+            if _domain(address) != self.ctx.bounce_domain:
                 error = "550 5.7.1 Relaying denied: authenticate to send mail"
             else:
                 log.info("RCPT to an unknown mx address from %s: %s", self.peer_ip,
@@ -599,10 +410,6 @@ class RelaySMTP(SMTP):
         self.envelope.rcpt_tos.append(address)
         self.envelope.rcpt_params.append(params)
         await self.push("250 2.1.5 Recipient ok")
-
-    def _set_post_data_state(self) -> None:
-        super()._set_post_data_state()
-        self.envelope.mail_from = None
 
     # -- DATA -----------------------------------------------------------------------------
 
@@ -624,99 +431,12 @@ class RelaySMTP(SMTP):
         lines.append("\t" + email.utils.format_datetime(email.utils.localtime()))
         return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
 
-    async def _read_message(
-        self, buf: bytearray | None
-    ) -> tuple[bytearray | None, int, str | None]:
-        """Read DATA up to CRLF.CRLF into ``buf``: (buf or None if refused, size, problem);
-        with ``buf`` None the message is read to its end and dropped.
-
-        Complete lines already buffered by the reader are taken as one block (found by peeking
-        at the StreamReader's buffer, as aiosmtpd itself does for STARTTLS) and checked with
-        bytes methods; a line still arriving is read on its own. Either way the message ends
-        only at CRLF "." CRLF at a line start, and every line is checked alike: at most 998
-        octets, no bare CR or LF, the size limit.
-        """
-        limit = self.data_size_limit
-        size = 0
-        problem = None
-        reader = self._reader
-        loop = self.loop
-        continuation = False  # inside a line longer than the reader's limit
-        while True:
-            pending = getattr(reader, "_buffer", None)
-            if pending and not continuation:  # we are at a line start
-                if pending.startswith(b".\r\n"):
-                    await reader.readexactly(3)
-                    break
-                end = pending.find(b"\r\n.\r\n")
-                take = end + 2 if end >= 0 else pending.rfind(b"\r\n") + 2
-                if take >= 2:  # whole lines, no end of data among them but maybe right after
-                    block = await reader.readexactly(take)
-                    self._last_activity = loop.time()
-                    if end >= 0:
-                        await reader.readexactly(3)
-                    if block[:1] == b".":
-                        block = block[1:]
-                    block = block.replace(b"\r\n.", b"\r\n")
-                    size += len(block)
-                    if buf is not None:
-                        crlf = block.count(b"\r\n")
-                        if limit and size > limit:
-                            problem, buf = "big", None
-                        elif block.count(b"\r") != crlf or block.count(b"\n") != crlf:
-                            problem, buf = "bare", None
-                        elif len(block) > LINE_MAX and max(map(len, block.split(b"\r\n"))) > 998:
-                            problem, buf = "long", None
-                        elif not self._hold(len(block)):
-                            problem, buf = "busy", None
-                        else:
-                            buf += block
-                        if buf is None:
-                            self._release()
-                    if end >= 0:
-                        break
-                    continue
-            try:
-                line = await reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                # A line longer than the reader's limit: drop it piece by piece. What follows
-                # up to the next CRLF is still that line, never a line start (so never ".").
-                await reader.read(exc.consumed)
-                problem, buf, continuation = problem or "long", None, True
-                self._release()
-                continue
-            self._last_activity = loop.time()
-            if continuation:
-                continuation = False
-                size += len(line)
-                continue
-            if line == b".\r\n":
-                break
-            if line[:1] == b".":
-                line = line[1:]
-            size += len(line)
-            if buf is None:
-                continue
-            if len(line) > LINE_MAX:
-                problem, buf = "long", None
-            elif limit and size > limit:
-                problem, buf = "big", None
-            elif line.count(b"\n") != 1 or line.count(b"\r") != 1:
-                problem, buf = "bare", None
-            elif not self._hold(len(line)):
-                problem, buf = "busy", None
-            else:
-                buf += line
-            if buf is None:
-                self._release()
-        return buf, size, problem
-
     def _hold(self, n: int) -> bool:
         """Charge ``n`` more bytes of this session's DATA to the budget for unauthenticated
         DATA (an authenticated session is not charged); False past that budget."""
         if self.authenticated:
             return True
-        if not self.server.unauth_data.take(n):
+        if not self.ctx.unauth_data.take(n):
             return False
         self._data_held += n
         return True
@@ -724,7 +444,7 @@ class RelaySMTP(SMTP):
     def _release(self) -> None:
         """Give back what _hold charged: the message is stored, refused or dropped."""
         if self._data_held:
-            self.server.unauth_data.give(self._data_held)
+            self.ctx.unauth_data.give(self._data_held)
             self._data_held = 0
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -750,13 +470,13 @@ class RelaySMTP(SMTP):
         # No reference to the buffer is kept here, so that a refused message's bytes go as
         # soon as the reader drops them, not when the client's final dot arrives.
         if self._hold(len(header)):
-            buf, size, problem = await self._read_message(bytearray(header))
+            buf, size, problem = await self.read_data(bytearray(header), self._hold, self._release)
         else:
-            buf, size, problem = await self._read_message(None)
+            buf, size, problem = await self.read_data(None, self._hold, self._release)
             problem = problem or "busy"
         limit = self.data_size_limit
         envelope = self.envelope
-        self._set_post_data_state()
+        self.end_transaction()
         if problem == "bare":
             log.warning("DATA refused from %s: bare CR or LF", self.peer_ip)
             await self.push("550 5.6.0 Bare CR or LF in message: lines must end with CRLF")
@@ -768,7 +488,7 @@ class RelaySMTP(SMTP):
         if problem == "busy":
             log.warning("DATA refused from %s: %d octets without AUTH would pass "
                         "SMTP_UNAUTH_DATA_BUDGET (%d octets held)", self.peer_ip, size,
-                        self.server.unauth_data.held)
+                        self.ctx.unauth_data.held)
             await self.push(_NO_ROOM)
             return
         if problem == "big" or (limit and size > limit):
@@ -797,7 +517,7 @@ class RelaySMTP(SMTP):
         )
         del buf
         try:
-            await self.server.writer.store(sub)
+            await self.ctx.store(sub)
         except Exception as exc:  # noqa: BLE001 - the writer logged the cause
             log.error("message %s from %s not queued: %s", queue_id, self.peer_ip, exc)
             await self.push("451 4.3.0 Could not queue the message, try again later")
@@ -813,36 +533,9 @@ class RelaySMTP(SMTP):
 _NO_ROOM = "452 4.3.1 Insufficient system storage, try again later"
 
 
-def _tls_failure(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return exc.reason  # e.g. TLSV1_ALERT_UNKNOWN_CA, UNSUPPORTED_PROTOCOL, HTTP_REQUEST
-    return printable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-
-
 def _upper_first(arg: str | None) -> str | None:
     # Mechanism names are case-insensitive; the initial response is base64 and must keep case.
     if not arg:
         return arg
     mech, _, rest = arg.partition(" ")
     return f"{mech.upper()} {rest}"
-
-
-class _TLSInfo:
-    """What aiosmtpd reads from its TLS protocol object (`_extra`, for session.ssl) and tests
-    for truth (TLS active), for a TLS layer set up by loop.start_tls."""
-
-    def __init__(self, transport: asyncio.BaseTransport):
-        self._extra = {
-            key: transport.get_extra_info(key)
-            for key in ("ssl_object", "peercert", "cipher", "compression", "sslcontext")
-        }
-
-
-class _NoHooks:
-    """aiosmtpd wants a handler object; every hook lives in RelaySMTP itself."""
-
-    def __dir__(self):
-        return []
-
-
-_NO_HOOKS = _NoHooks()

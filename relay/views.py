@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from credentials.models import FEATURES
+from credentials.services import FEATURES
 from credentials.views import staff_only
 
 from . import queue, services

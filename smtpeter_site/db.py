@@ -23,6 +23,16 @@ def insert_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[
             f"VALUES ({', '.join(['%s'] * len(names))})")
 
 
+def select_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[str],
+               where: str) -> str:
+    """SELECT the columns of fields `names` FROM the model's table WHERE the column of field
+    `where` (compared by the caller's own ``= %s`` or ``IN (...)``)."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(model._meta.get_field(n).column) for n in names)
+    return (f"SELECT {columns} FROM {qn(model._meta.db_table)} "
+            f"WHERE {qn(model._meta.get_field(where).column)}")
+
+
 def per_vendor(build: Callable[[BaseDatabaseWrapper], T]) -> Callable[[BaseDatabaseWrapper], T]:
     """Decorate ``build(connection)`` (which makes statements for a connection) so that it runs
     once per database vendor; later calls return what it made for that vendor.

@@ -5,12 +5,11 @@ everything after it to the command loop, unstuff dots, and refuse bare CR/LF, lo
 oversized messages like the reference does.
 """
 import asyncio
-import types
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.smtpd import RelaySMTP
+from relay.wire import WireSMTP, read_data
 
 LIMIT = 3000
 
@@ -43,10 +42,9 @@ def reference(stream: bytes):
 
 async def read_with(stream: bytes, cuts: list[int]):
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=RelaySMTP.line_length_limit, loop=loop)
-    fake = types.SimpleNamespace(_reader=reader, loop=loop, data_size_limit=LIMIT,
-                                 _last_activity=0.0, _hold=lambda n: True, _release=lambda: None)
-    task = asyncio.create_task(RelaySMTP._read_message(fake, bytearray()))
+    reader = asyncio.StreamReader(limit=WireSMTP.line_length_limit, loop=loop)
+    task = asyncio.create_task(read_data(reader, bytearray(), LIMIT, hold=lambda n: True,
+                                         release=lambda: None, active=lambda: None))
     start = 0
     for cut in sorted(set(cuts)) + [len(stream)]:
         reader.feed_data(stream[start:cut])

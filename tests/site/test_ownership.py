@@ -2,7 +2,7 @@
 that owns its model, through that app's modules; the others call its services.
 
 Read from the source: a write is a model constructed, a write method on its manager, or
-smtpeter_site.sql.insert_sql() over it, in a module of an app that does not own the model.
+smtpeter_site.db.insert_sql() over it, in a module of an app that does not own the model.
 """
 import ast
 from pathlib import Path
