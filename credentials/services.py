@@ -24,6 +24,7 @@ from .models import FEATURES as FEATURES  # for relay/ and api/, which import no
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser as User
+    from django.db.models import QuerySet
 
 PASSWORD_LENGTH = 32
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -228,6 +229,19 @@ def delete_logins_of(owner: User) -> int:
     logins = list(Login.objects.filter(owner=owner).select_related("owner"))
     return sum(delete_login(login, actor=actor, ip=ip, details={"reason": "owner deleted"})
                for login in logins)
+
+
+def logins_of(owner: User) -> QuerySet[Login]:
+    """The owner's logins, by username: what other apps may offer the owner to choose from."""
+    return Login.objects.filter(owner=owner).order_by("username")
+
+
+def owns_login(owner: User, login_id: int) -> bool:
+    return Login.objects.filter(pk=login_id, owner=owner).exists()
+
+
+def login_by_username(username: str) -> Login | None:
+    return Login.objects.filter(username=username).first()
 
 
 def verify_password(login: Login, password: str) -> bool:

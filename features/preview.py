@@ -5,7 +5,7 @@ from collections import Counter
 
 from django import forms
 
-from credentials.models import Login
+from credentials import services as credentials
 
 from .overrides import apply_overrides
 from .services import context, prepare_message
@@ -28,7 +28,7 @@ CHANGE_LABELS = {
 
 
 class PreviewForm(forms.Form):
-    login = forms.ModelChoiceField(queryset=Login.objects.none(), empty_label=None)
+    login = forms.ModelChoiceField(queryset=credentials.logins_of(None).none(), empty_label=None)
     message = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "cols": 90}),
                               required=False, strip=False, label="Message (RFC 5322)")
     upload = forms.FileField(required=False, label="or upload a .eml file")
@@ -38,7 +38,7 @@ class PreviewForm(forms.Form):
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["login"].queryset = Login.objects.filter(owner=user).order_by("username")
+        self.fields["login"].queryset = credentials.logins_of(user)
         self.fields["login"].label_from_instance = lambda login: (
             f"{login.username} ({', '.join(login.enabled_features()) or 'no features'})"
         )
@@ -59,7 +59,7 @@ class PreviewForm(forms.Form):
 
 def run(data: dict) -> dict:
     """Render the form's message for its recipient; what the template shows."""
-    login: Login = data["login"]
+    login = data["login"]
     features, tags = apply_overrides(login.featureset(), data["raw"])
     prepared = prepare_message(data["raw"], features)
     rendered = prepared.for_recipient(context(0, 0, data.get("mail_from") or "", data["rcpt"]))

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from credentials.clientip import client_ip
-from credentials.models import Login
+from credentials.services import owns_login
 from events.models import Event
 from events.services import record_fast
 
@@ -138,7 +138,7 @@ def _login_pk(value: str) -> int:
 @csrf_protect
 def _preview(request: HttpRequest) -> HttpResponse:
     chosen = request.POST.get("login")
-    if chosen and not Login.objects.filter(pk=_login_pk(chosen), owner=request.user).exists():
+    if chosen and not owns_login(request.user, _login_pk(chosen)):
         raise Http404("no such login")  # another customer's login is not even named
     form = preview_service.PreviewForm(request.user, request.POST or None, request.FILES or None)
     result = None

@@ -2,7 +2,7 @@
 
 - features' transforms import no models and no django.db, not even through another module;
 - relay imports no credentials models (it asks credentials.services) and writes no other
-  app's table through the ORM;
+  app's table through the ORM; features reads logins and messages through their services;
 - nothing outside an app builds SQL against its tables (table names in strings, the SQL
   helper or ``_meta.db_table`` on another app's model);
 - aiosmtpd's private names are touched only in relay/wire.py, and only wire.py changes
@@ -125,6 +125,16 @@ def test_relay_imports_no_credentials_models():
     bad = [f"{name} imports {module}" for name in MODULES if app_of(name) == "relay"
            for module, _ in imports(name) if module.startswith("credentials.models")]
     assert not bad, "relay asks credentials.services about logins:\n" + "\n".join(bad)
+
+
+def test_features_reads_logins_and_the_queue_through_their_services():
+    # features/ may name Event types (events.models constants) but reads logins through
+    # credentials.services and messages through relay.services.
+    bad = [f"{name} imports {module}" for name in MODULES if app_of(name) == "features"
+           for module, _ in imports(name)
+           if module.startswith(("credentials.models", "relay.models"))]
+    assert not bad, "features reads other apps' tables through their services:\n" + \
+        "\n".join(bad)
 
 
 def _foreign_models(name: str) -> set[str]:

@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from credentials.models import Login
+from credentials.services import login_by_username
 from features.overrides import apply_overrides
 from features.services import context, prepare_message
 
@@ -18,10 +18,9 @@ class Command(BaseCommand):
                             help="original envelope sender ('' for the null sender)")
 
     def handle(self, *args, login: str, rcpt: str, mail_from: str, **opts):
-        try:
-            account = Login.objects.get(username=login)
-        except Login.DoesNotExist:
-            raise CommandError(f"no login named {login!r}") from None
+        account = login_by_username(login)
+        if account is None:
+            raise CommandError(f"no login named {login!r}")
         raw = sys.stdin.buffer.read()
         features, _ = apply_overrides(account.featureset(), raw)
         rendered = prepare_message(raw, features).for_recipient(context(0, 0, mail_from, rcpt))
