@@ -78,6 +78,7 @@ class RecipientOutcome:
     duration_ms: int = 0
     captured: bool = False  # stored for the Outbox instead of sent
     dsn_passed: bool = False  # the next hop took NOTIFY/ORCPT (else NOTIFY=SUCCESS: "relayed")
+    tls_note: str = ""  # why TLS was not used (opportunistic STARTTLS given up, RFC 7435)
 
 
 class Transport(Protocol):
@@ -388,7 +389,7 @@ class DeliveryWorker:
                 c.recipient_id, status, o.code, o.enhanced, o.text, o.host, o.ip, o.port,
                 o.tls_version, o.tls_cipher, o.duration_ms, mail_from=sender,
                 capture=data if o.captured and status == "delivered" else None,
-                dsn_passed=o.dsn_passed))
+                dsn_passed=o.dsn_passed, tls_note=o.tls_note))
         self._add(results)
 
     # -- bookkeeping -----------------------------------------------------------------------

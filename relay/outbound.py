@@ -318,7 +318,7 @@ def _outcome(reply: Reply, result: TransactionResult) -> RecipientOutcome:
         status, reply.code, reply.status, reply.text, host=result.host, ip=result.ip or None,
         port=result.port or None, tls_version=result.tls_version,
         tls_cipher=result.tls_cipher, duration_ms=_ms(result.duration),
-        dsn_passed=result.dsn_passed)
+        dsn_passed=result.dsn_passed, tls_note=result.tls_note)
 
 
 def _ms(seconds: float) -> int:

@@ -92,6 +92,7 @@ class Result:
     capture: bytes | None = None
     attempted: bool = True
     dsn_passed: bool = False  # the next hop took NOTIFY/ORCPT: it reports SUCCESS, not us
+    tls_note: str = ""  # why the attempt went without TLS where STARTTLS was tried
 
     @property
     def reply(self) -> str:
@@ -240,6 +241,8 @@ def _event_data(r: Result) -> dict:
     data = {"code": r.code, "enhanced": r.enhanced, "text": r.text, "host": r.host}
     if r.capture is not None:
         data["captured"] = True
+    if r.tls_note:
+        data["tls_note"] = r.tls_note
     return data
 
 

@@ -264,3 +264,12 @@ def test_a_cancelled_waiter_leaves_no_slot_behind():
         cancelled, done, after, counts = run(go)
     assert cancelled and done.status == after.status == "delivered"
     assert counts == [1] and sink.connections == 1
+
+
+def test_a_starttls_fallback_is_carried_to_the_outcome(tmp_path):
+    # RFC 7435: opportunistic TLS that fails goes on in the clear, and the record says so.
+    with Sink(starttls=True, starttls_fail="handshake", cert_dir=tmp_path) as sink:
+        t = transport(f"*=127.0.0.1:{sink.port}")
+        [outcome] = send_all(t, "r.test", ["ok@r.test"])
+    assert outcome.status == "delivered" and outcome.tls_version == ""
+    assert "sent without TLS" in outcome.tls_note

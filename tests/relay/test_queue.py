@@ -226,7 +226,8 @@ def test_delivered_failed_and_captured_outcomes():
     a, b, c = make(3)
     queue.claim("w", 10, now=T0)
     n = queue.record_results("w", [
-        result(a, outcome="delivered", code=250, enhanced="2.0.0", text="ok"),
+        result(a, outcome="delivered", code=250, enhanced="2.0.0", text="ok",
+               tls_note="STARTTLS failed (handshake); sent without TLS"),
         result(b, outcome="failed", code=550, enhanced="5.1.1", text="no such user"),
         result(c, outcome="delivered", code=250, enhanced="2.0.0", text="captured",
                host="capture", capture=b"bytes as sent", mail_from="verp@bounces.test"),
@@ -243,6 +244,9 @@ def test_delivered_failed_and_captured_outcomes():
     assert sorted(Event.objects.values_list("type", "recipient_id")) == sorted([
         ("delivery", a.pk), ("failure", b.pk), ("delivery", c.pk), ("dsn", None)])
     assert Event.objects.get(recipient=c).data["captured"] is True
+    # An opportunistic STARTTLS given up (RFC 7435) is on the delivery's record.
+    assert Event.objects.get(recipient=a).data["tls_note"].endswith("sent without TLS")
+    assert "tls_note" not in Event.objects.get(recipient=b).data
     # No NOTIFY: the failure (only) is reported to the sender (tests/relay/test_reports_out.py)
     assert Recipient.objects.get(message__dsn_of=a.message_id).address == "app@example.com"
 
