@@ -173,9 +173,15 @@ def _parse(raw: bytes) -> Report:
     texts = parts.texts or [_strip_html(h) for h in parts.html]
     if parts.feedback or parts.report_type == "feedback-report":
         return _arf(report, parts)
+    if not parts.dsn and parts.returned and (
+            parts.returned[0].get("X-HmXmrOriginalRecipient")
+            or _COMPLAINT_SUBJECT.search(report.subject)):
+        return _jmrp(report, parts.returned[0])
     ses = _ses_json(texts)
     if ses is not None:
         return _ses(report, ses)
+    if not parts.dsn and re.search(r"(?im)^\s*final-recipient\s*:", "\n".join(texts)):
+        parts.dsn = [re.sub(r"(?m)^[ \t]+(?=[A-Za-z-]+\s*:)", "", t) for t in texts]
     if parts.dsn:
         _dsn(report, parts)
         if report.recipients:
@@ -365,6 +371,26 @@ def _arf(report: Report, parts: _Parts) -> Report:
     return report
 
 
+_COMPLAINT_SUBJECT = re.compile(r"^\s*(complaint about message|abuse report|spam report|"
+                                r"feedback report)", re.I)
+
+
+def _jmrp(report: Report, reported: Message) -> Report:
+    """Microsoft's JMRP and other complaints that are just the reported message attached."""
+    rcpt = _addr(_header(reported, "X-HmXmrOriginalRecipient"))
+    if not rcpt:
+        tos = [a for _, a in getaddresses([report.original.to]) if "@" in a]
+        rcpt = tos[0] if len(tos) == 1 else ""
+    report.type, report.source, report.feedback_type = "complaint", "jmrp", "abuse"
+    report.arf = ArfFields(feedback_type="abuse", original_rcpt_to=rcpt,
+                           source_ip=_header(reported, "X-Reporter-IP")
+                           and _header(reported, "X-Originating-IP").strip("[]"),
+                           original_mail_from=report.original.return_path)
+    if rcpt:
+        report.recipients.append(ReportRecipient(address=rcpt))
+    return report
+
+
 # --- Amazon SES notifications (JSON, possibly inside an SNS envelope) --------------------------
 
 def _ses_json(texts: list[str]) -> dict | None:
@@ -373,12 +399,12 @@ def _ses_json(texts: list[str]) -> dict | None:
         if start < 0 or '"notificationType"' not in text and '"eventType"' not in text:
             continue
         try:
-            data, _ = json.JSONDecoder().raw_decode(text[start:])
+            data, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("Message"), str):
             try:
-                data = json.loads(data["Message"])
+                data = json.loads(data["Message"], strict=False)
             except ValueError:
                 continue
         if isinstance(data, dict) and (data.get("notificationType") or data.get("eventType")):
@@ -458,9 +484,12 @@ _ADDR = r"[A-Za-z0-9._%+'=/!#$&*^`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+
 _ADDR_LINE = re.compile(
     rf"^\s*(?:RCPT TO:\s*|Recipient:\s*|Failed recipient:\s*|Original-Recipient:\s*rfc822;\s*"
     rf"|Final-Recipient:\s*rfc822;\s*|To:\s*|Addressed To:\s*|Recipient address:\s*)?"
-    rf"[<\"]?({_ADDR})[>\"]?(?:<mailto:[^>]*>)?\s*(?::|\.\.\.|,|$)\s*(.*)$", re.I)
+    rf"[<\"]?({_ADDR})[>\"]?(?:<mailto:[^>]*>)?\s*(?::|\.\.\.|,|\[|\(|$)\s*(.*)$", re.I)
 _ADDR_PHRASE = re.compile(
-    rf"(?:message|mail|delivery|delivering|deliver it|sent|send|email) to\s*:?\s*[<\"]?({_ADDR})"
+    rf"(?:message|mail|delivery|deliver\w*|sent|send\w*|email)\b[^<>\n]{{0,40}}?\bto\s*:?\s*"
+    rf"[<\"]?({_ADDR})"
+    rf"|^\s*(?:unknown|user|recipient|mailbox|address|failed|invalid|rejected|error)[^:\n]{{0,40}}"
+    rf":\s*<?({_ADDR})>?\s*$"
     rf"|could not be delivered to:?\s*<?({_ADDR})|RCPT TO:?\s*<({_ADDR})>"
     rf"|recipient(?: address)?:?\s*<({_ADDR})>|<({_ADDR})>\s*(?:\.\.\.\s*)?"
     rf"(?:user unknown|unknown user|mailbox (?:is )?full|no such)", re.I)
@@ -473,6 +502,7 @@ _PERMANENT = re.compile(r"permanent|fatal|failed permanently|given up|could not 
                         r"|undeliverable|rejected", re.I)
 _TEMPORARY = re.compile(r"temporar|delayed|will (be )?retr|still trying|not yet been delivered"
                         r"|deferred|will try", re.I)
+_FAILED_SUBJECT = re.compile(r"fail|undeliver|returned|could not|unable|error", re.I)
 _SKIP_LOCAL = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|double-bounce|abuse|root)@",
                          re.I)
 
@@ -492,7 +522,7 @@ def _strong_bounce(msg: Message, subject: str) -> bool:
 def _text_bounce(report: Report, msg: Message, text: str) -> None:
     ignore = {a.lower() for _, a in getaddresses(
         [_header(msg, "From"), _header(msg, "To"), _header(msg, "Delivered-To"),
-         _header(msg, "X-Original-To"), _header(msg, "Reply-To")])}
+         _header(msg, "Reply-To")])}
     ignore |= {report.original.from_.lower(), report.original.return_path.lower()}
     cut = _CUTOFF.search(text)
     head = text[:cut.start()] if cut else text
@@ -509,7 +539,8 @@ def _text_bounce(report: Report, msg: Message, text: str) -> None:
             found.insert(0, _recipient(address, "", "", ""))
     if not found:
         return
-    default = "5.0.0" if _PERMANENT.search(head) else "4.0.0" if _TEMPORARY.search(head) else ""
+    default = ("5.0.0" if _PERMANENT.search(head) or _FAILED_SUBJECT.search(report.subject)
+               else "4.0.0" if _TEMPORARY.search(head + report.subject) else "")
     for r in found:
         if not r.diagnostic and len(found) == 1:
             diag = _first_reply(head)
@@ -539,9 +570,12 @@ def _text_recipients(text: str, ignore: set[str]) -> list[ReportRecipient]:
     seen: dict[str, ReportRecipient] = {}
     for n, (i, address, rest) in enumerate(hits):
         key = address.lower().rstrip(".")
+        if n and hits[n - 1][1].lower() == address.lower() and hits[n - 1][0] >= i - 12:
+            continue  # the same address again inside its own block (its error line)
         if key in ignore or _SKIP_LOCAL.match(key) or len(seen) >= MAX_RECIPIENTS:
             continue
-        end = hits[n + 1][0] if n + 1 < len(hits) else len(lines)
+        end = next((j for j, other, _ in hits[n + 1:] if other.lower() != address.lower()),
+               len(lines))
         block = [rest] + _paragraph(lines[i + 1:min(end, i + 12)])
         diagnostic = _diag(" ".join(x.strip() for x in block if x.strip()))
         diagnostic = re.sub(r"^\(?(reason|error|detail[s]?):\s*", "", diagnostic, flags=re.I)
