@@ -26,7 +26,9 @@ CODE_REASONS: dict[str, str] = {
     "1.2": "bad_domain",  # bad destination system address
     "1.10": "bad_domain",  # recipient address has null MX (RFC 7505)
     "4.4": "bad_domain",  # unable to route
-    "2.1": "inactive_mailbox",  # mailbox disabled, not accepting messages
+    "2.1": "inactive_mailbox",
+    "2.3": "policy",  # message length exceeds administrative limit
+    "3.4": "policy",  # message too big for system  # mailbox disabled, not accepting messages
     "2.2": "mailbox_full",  # mailbox full
     "4.7": "message_expired",  # delivery time expired
     "7.26": "policy",  # multiple authentication checks failed (DMARC/SPF/DKIM)

@@ -396,10 +396,12 @@ def _jmrp(report: Report, reported: Message) -> Report:
 def _ses_json(texts: list[str]) -> dict | None:
     for text in texts:
         start = text.find("{")
-        if start < 0 or '"notificationType"' not in text and '"eventType"' not in text:
+        if start < 0 or ("notificationType" not in text and "eventType" not in text):
             continue
         try:
-            data, _ = json.JSONDecoder(strict=False).raw_decode(text[start:])
+            # a long line folded by a mail system puts "\n " inside a JSON string
+            data, _ = json.JSONDecoder(strict=False).raw_decode(
+                re.sub(r"\n[ \t]", "", text[start:start + MAX_TEXT]))
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("Message"), str):
