@@ -24,7 +24,7 @@ CODE_REASONS: dict[str, str] = {
     "1.3": "invalid_recipient",  # bad destination mailbox address syntax
     "1.6": "invalid_recipient",  # destination mailbox has moved
     "1.2": "bad_domain",  # bad destination system address
-    "1.10": "bad_domain",  # recipient address has null MX (RFC 7505)
+    # x.1.10 is "null MX" in RFC 7505 but Microsoft sends it for unknown users: the text decides
     "4.4": "bad_domain",  # unable to route
     "2.1": "inactive_mailbox",
     "2.3": "policy",  # message length exceeds administrative limit

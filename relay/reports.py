@@ -141,12 +141,20 @@ def _text(part: Message) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _utf8(value: str) -> str:
+    """compat32 keeps raw 8-bit header bytes as surrogates: read them as UTF-8."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return value
+
+
 def _header(msg: Message, name: str) -> str:
     value = msg.get(name)
     if value is None:
         return ""
     try:
-        text = str(make_header(decode_header(str(value))))
+        text = str(make_header(decode_header(_utf8(str(value)))))
     except Exception:  # noqa: BLE001 - a broken encoded-word is kept as it came
         text = str(value)
     return " ".join(text.split())[:MAX_LINE]
@@ -233,18 +241,17 @@ def _blocks(text: str) -> list[dict[str, str]]:
 
 
 def _dsn_blocks(part: Message | str) -> list[dict[str, str]]:
-    payload = part.get_payload() if isinstance(part, Message) else part
-    if isinstance(part, Message) and isinstance(payload, list):
-        out = []
-        for m in payload:
-            if isinstance(m, Message):
-                out.append({k.lower(): " ".join(str(v).split()) for k, v in m.items()})
-        # a base64/qp delivery-status is read as one bogus block: decode and read again
-        if not any("final-recipient" in b or "original-recipient" in b for b in out):
-            raw = part.get_payload(decode=False)
-            return _blocks("\n\n".join(m.as_string() for m in raw if isinstance(m, Message)))
-        return out
-    return _blocks(_text(part) if isinstance(part, Message) else part)
+    if isinstance(part, str):
+        return _blocks(part)
+    payload = part.get_payload()
+    if isinstance(payload, list):  # compat32 reads message/* bodies as header blocks
+        raw = b"\n\n".join(m.as_bytes() for m in payload[:MAX_RECIPIENTS + 1]
+                            if isinstance(m, Message))
+        text = raw[:MAX_TEXT].decode("utf-8", "replace")
+        blocks = _blocks(text)
+        if any("final-recipient" in b or "original-recipient" in b for b in blocks):
+            return blocks
+    return _blocks(_text(part))  # a base64 or quoted-printable delivery-status
 
 
 def _dsn(report: Report, parts: _Parts) -> None:
@@ -496,8 +503,8 @@ _ADDR_PHRASE = re.compile(
     rf"|recipient(?: address)?:?\s*<({_ADDR})>|<({_ADDR})>\s*(?:\.\.\.\s*)?"
     rf"(?:user unknown|unknown user|mailbox (?:is )?full|no such)", re.I)
 _REMOTE = re.compile(
-    r"host\s+(\[?[\w.-]+\]?)\s*\[[\d.:a-f]+\]\s*(?:said|:)|remote host\s+([\w.:-]+)\s+said"
-    r"|while talking to\s+([\w.-]+)|by the server for the recipient domain \S+ by ([\w.-]+)"
+    r"host\s+(\[?[\w.-]+\]?)\s*\[[\d.:a-f]+\]|remote host\s+([\w.:-]+)\s+said"
+    r"|while talking to\s+([\w.-]+)|by the server for\s+the recipient domain\s+\S+\s+by\s+([\w.-]+)"
     r"|Generating server:\s*([\w.-]+)|Remote-MTA:\s*dns;\s*([\w.-]+)"
     r"|(?:connect(?:ion)? to|talking to|from)\s+([\w-]+(?:\.[\w-]+)+)\[[\d.]+\]", re.I)
 _PERMANENT = re.compile(r"permanent|fatal|failed permanently|given up|could not be delivered"
@@ -544,7 +551,7 @@ def _text_bounce(report: Report, msg: Message, text: str) -> None:
     default = ("5.0.0" if _PERMANENT.search(head) or _FAILED_SUBJECT.search(report.subject)
                else "4.0.0" if _TEMPORARY.search(head + report.subject) else "")
     for r in found:
-        if not r.diagnostic and len(found) == 1:
+        if len(found) == 1 and not _has_code(r.diagnostic):
             diag = _first_reply(head)
             if diag:
                 better = _recipient(r.address, "", "", diag, r.remote_mta or _remote(head))
@@ -552,7 +559,7 @@ def _text_bounce(report: Report, msg: Message, text: str) -> None:
         if not r.status and default:
             better = _recipient(r.address, default, "", r.diagnostic, r.remote_mta)
             r.__dict__.update(better.__dict__)
-        r.remote_mta = r.remote_mta or _remote(head)
+        r.remote_mta = r.remote_mta or (_remote(head) if len(found) == 1 else "")
     report.recipients = found[:MAX_RECIPIENTS]
     report.type, report.source = "bounce", "text"
 
@@ -572,8 +579,6 @@ def _text_recipients(text: str, ignore: set[str]) -> list[ReportRecipient]:
     seen: dict[str, ReportRecipient] = {}
     for n, (i, address, rest) in enumerate(hits):
         key = address.lower().rstrip(".")
-        if n and hits[n - 1][1].lower() == address.lower() and hits[n - 1][0] >= i - 12:
-            continue  # the same address again inside its own block (its error line)
         if key in ignore or _SKIP_LOCAL.match(key) or len(seen) >= MAX_RECIPIENTS:
             continue
         end = next((j for j, other, _ in hits[n + 1:] if other.lower() != address.lower()),
@@ -581,14 +586,17 @@ def _text_recipients(text: str, ignore: set[str]) -> list[ReportRecipient]:
         block = [rest] + _paragraph(lines[i + 1:min(end, i + 12)])
         diagnostic = _diag(" ".join(x.strip() for x in block if x.strip()))
         diagnostic = re.sub(r"^\(?(reason|error|detail[s]?):\s*", "", diagnostic, flags=re.I)
-        has_code = bool(_SMTP_CODE.search(diagnostic) or ENHANCED.search(diagnostic))
+        has_code = _has_code(diagnostic)
         r = _recipient(address.rstrip("."), "", "", diagnostic if has_code or diagnostic
                        else "", _remote(" ".join(block)))
         old = seen.get(key)
-        if old is None or (has_code and not (_SMTP_CODE.search(old.diagnostic)
-                                             or ENHANCED.search(old.diagnostic))):
+        if old is None or (has_code and not _has_code(old.diagnostic)):
             seen[key] = r
     return list(seen.values())
+
+
+def _has_code(text: str) -> bool:
+    return bool(_SMTP_CODE.search(text) or ENHANCED.search(text))
 
 
 def _paragraph(lines: list[str]) -> list[str]:
@@ -615,7 +623,7 @@ def _first_reply(text: str) -> str:
 
 def _remote(text: str) -> str:
     m = _REMOTE.search(text)
-    return next((g for g in m.groups() if g), "").strip("[]") if m else ""
+    return next((g for g in m.groups() if g), "").strip("[]").rstrip(".") if m else ""
 
 
 def _strip_html(html: str) -> str:
