@@ -154,7 +154,8 @@ def _header(msg: Message, name: str) -> str:
     if value is None:
         return ""
     try:
-        text = str(make_header(decode_header(_utf8(str(value)))))
+        # decode_header is slow on thousands of encoded words: a header we show is short
+        text = str(make_header(decode_header(_utf8(str(value)[:MAX_LINE]))))
     except Exception:  # noqa: BLE001 - a broken encoded-word is kept as it came
         text = str(value)
     return " ".join(text.split())[:MAX_LINE]
@@ -560,6 +561,8 @@ def _text_bounce(report: Report, msg: Message, text: str) -> None:
             better = _recipient(r.address, default, "", r.diagnostic, r.remote_mta)
             r.__dict__.update(better.__dict__)
         r.remote_mta = r.remote_mta or (_remote(head) if len(found) == 1 else "")
+        # a returned message is a failure even with a 4xx reply, unless it says it will retry
+        r.action = "delayed" if default == "4.0.0" else "failed"
     report.recipients = found[:MAX_RECIPIENTS]
     report.type, report.source = "bounce", "text"
 
