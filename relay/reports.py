@@ -592,6 +592,9 @@ def _text_recipients(text: str, ignore: set[str]) -> list[ReportRecipient]:
         has_code = _has_code(diagnostic)
         r = _recipient(address.rstrip("."), "", "", diagnostic if has_code or diagnostic
                        else "", _remote(" ".join(block)))
+        expanded = re.search(rf"\(?expanded from <?({_ADDR})>?\)", rest, re.I)
+        if expanded:  # Postfix: the address we sent to was an alias of this one
+            r.original_recipient = expanded.group(1)
         old = seen.get(key)
         if old is None or (has_code and not _has_code(old.diagnostic)):
             seen[key] = r

@@ -224,8 +224,8 @@ be delivered to one or more recipients. It's attached below.
     <nobody@example.org>: Recipient address rejected: User unknown in virtual
     mailbox table (in reply to RCPT TO command)
 
-<gone@nxdomain.example>: Host or domain name not found. Name service error for
-    name=nxdomain.example type=A: Host not found
+<gone@nxdomain.example> (expanded from <alias@example.org>): Host or domain name not
+    found. Name service error for name=nxdomain.example type=A: Host not found
 
 --- Undelivered message follows ---
 {returned("nobody@example.org")}

@@ -92,8 +92,9 @@ def test_text_bounces(raw, expected):
         assert report.original.return_path == s.VERP  # the copy after the cut line
 
 
-def test_text_bounce_keeps_the_server_words():
-    r = parse_report(s.POSTFIX_TEXT).recipients[0]
+def test_text_bounce_keeps_the_server_words_and_the_alias():
+    r, alias = parse_report(s.POSTFIX_TEXT).recipients
+    assert alias.original_recipient == "alias@example.org"
     assert "Recipient address rejected: User unknown in virtual mailbox table" in r.diagnostic
 
 
