@@ -555,10 +555,12 @@ def _text_bounce(report: Report, msg: Message, text: str) -> None:
         if len(found) == 1 and not _has_code(r.diagnostic):
             diag = _first_reply(head)
             if diag:
-                better = _recipient(r.address, "", "", diag, r.remote_mta or _remote(head))
+                better = _recipient(r.address, "", "", diag, r.remote_mta or _remote(head),
+                                    r.original_recipient)
                 r.__dict__.update(better.__dict__)
         if not r.status and default:
-            better = _recipient(r.address, default, "", r.diagnostic, r.remote_mta)
+            better = _recipient(r.address, default, "", r.diagnostic, r.remote_mta,
+                                r.original_recipient)
             r.__dict__.update(better.__dict__)
         r.remote_mta = r.remote_mta or (_remote(head) if len(found) == 1 else "")
         # a returned message is a failure even with a 4xx reply, unless it says it will retry
