@@ -13,7 +13,7 @@ from . import bounce_samples as s
 
 SAMPLES = [s.RFC3464_MULTI, s.NESTED, s.POSTFIX_TEXT, s.EXIM, s.QMAIL, s.EXCHANGE, s.GMAIL,
            s.ARF_RFC, s.ARF_PROVIDER, s.VACATION, s.JAPANESE, s.GLOBAL_DSN]
-LIMIT_S = 3.0  # generous for a loaded 2-core machine; the bench measures the real rate
+LIMIT_S = 10.0  # catastrophic cases take minutes; a loaded 2-core machine needs the slack
 
 
 def timed(raw: bytes) -> Report:
