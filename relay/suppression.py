@@ -145,13 +145,14 @@ def _snapshot(entry: Suppression) -> dict:
 
 
 def _lasts_longer(new: datetime | None, old: datetime | None) -> bool:
-    return new is None or (old is not None and new >= old)
+    return old is not None and (new is None or new > old)
 
 
 def _put(owner_id: int, address: str, reason: str, detail: str, event_id: int | None,
          source: str, expires_at, now: datetime) -> tuple[Suppression, bool]:
     """Create or refresh the entry; (entry, changed). An active entry gives way only to one
-    that lasts at least as long (a complaint is never shortened by a later hard bounce)."""
+    that lasts longer, or as long with other words (a complaint is never shortened by a later
+    hard bounce; the same row imported twice changes nothing)."""
     if reason not in Reason.values:
         raise ValueError(f"unknown reason {reason!r}; known: {', '.join(Reason.values)}")
     expires = default_expiry(reason, now) if expires_at is _UNSET else expires_at
@@ -168,7 +169,9 @@ def _put(owner_id: int, address: str, reason: str, detail: str, event_id: int | 
             except IntegrityError:
                 continue
         active = entry.expires_at is None or entry.expires_at > now
-        if active and not _lasts_longer(expires, entry.expires_at):
+        if active and not _lasts_longer(expires, entry.expires_at) and (
+                expires != entry.expires_at
+                or (values["reason"], values["detail"]) == (entry.reason, entry.detail)):
             return entry, False
         for name, value in values.items():
             setattr(entry, name, value)
@@ -179,17 +182,19 @@ def _put(owner_id: int, address: str, reason: str, detail: str, event_id: int | 
 
 @transaction.atomic
 def add(owner_id: int, address: str, reason: str, *, detail: str = "",
-        event_id: int | None = None, source: str = Source.INTAKE, actor: User | None = None,
+        event_id: int | None = None, source: str | None = None, actor: User | None = None,
         ip: str | None = None, expires_at=_UNSET,
         now: datetime | None = None) -> Suppression:
     """Put ``address`` on the owner's list (or refresh its entry) and return the entry.
 
     Expiry by reason from the settings unless given (None: never). Changes by a person
-    (``actor``) are audited; intake's adds are traced by their event instead.
+    (``actor``; source dashboard unless said) are audited; intake's adds (no actor, source
+    intake) are traced by their event instead.
     Idempotent: adding again what is there changes nothing but its time and detail.
     """
     now = now or timezone.now()
     address = normalize(address)
+    source = source or (Source.INTAKE if actor is None else Source.DASHBOARD)
     entry, changed = _put(owner_id, address, reason, detail, event_id, source, expires_at, now)
     if changed:
         log.info("suppression: <%s> added for owner %s (%s, %s) by %s", address, owner_id,
