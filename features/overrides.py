@@ -16,6 +16,10 @@ HEADER_FEATURES = {
     b"x-smtpeter-preventscam": "preventscam",
     b"x-smtpeter-inlinecss": "inlinecss",
 }
+# Not a feature of the login: a per-message flag, kept in Message.features under this key
+# only when the header says true (relay.delivery.check_suppression reads it).
+IGNORE_SUPPRESSION = "ignore_suppression"
+_IGNORE_SUPPRESSION_HEADER = b"x-smtpeter-ignoresuppression"
 # Tags are client text stored in a JSON column and shown on pages: PostgreSQL's jsonb refuses
 # NUL, and control or format characters (escapes, bidi overrides) have no place in a label.
 MAX_TAGS = 10
@@ -47,6 +51,7 @@ def clean_tags(tags: list[str]) -> list[str]:
 def read_overrides(raw: bytes) -> tuple[dict[str, bool], list[str]]:
     """Feature overrides ({feature: bool}) and tags named by X-SMTPeter-* headers.
 
+    X-SMTPeter-IgnoreSuppression: true adds {IGNORE_SUPPRESSION: True} (absent otherwise).
     Values other than true/false (any case) are ignored; the last header of a kind wins.
     Tags come from every X-SMTPeter-Tags header, comma-separated, through clean_tags.
     """
@@ -57,6 +62,11 @@ def read_overrides(raw: bytes) -> tuple[dict[str, bool], list[str]]:
         value = re.sub(rb"\r?\n[ \t]", b" ", m.group(2)).strip().decode("utf-8", "replace")
         if name in HEADER_FEATURES and value.lower() in ("true", "false"):
             features[HEADER_FEATURES[name]] = value.lower() == "true"
+        elif name == _IGNORE_SUPPRESSION_HEADER and value.lower() in ("true", "false"):
+            if value.lower() == "true":
+                features[IGNORE_SUPPRESSION] = True
+            else:
+                features.pop(IGNORE_SUPPRESSION, None)
         elif name == b"x-smtpeter-tags":
             tags.extend(value.split(","))
     return features, clean_tags(tags)

@@ -35,12 +35,12 @@ from django.db import connection
 
 from events.models import Event
 from events.services import record as record_event
-from features.overrides import strip_smtpeter_headers
+from features.overrides import IGNORE_SUPPRESSION, strip_smtpeter_headers
 from features.render import envelope_sender
 from features.services import context as render_context
 from smtpeter_site.db import with_live_connection
 
-from . import queue
+from . import queue, suppression
 from .queue import Claim, QueuedMessage, Result
 from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
 
@@ -262,6 +262,8 @@ class DeliveryWorker:
             if message is None:
                 return
             claims = await self.check_suppression(message, claims)
+            if not claims:
+                return
             rendered = await self.render(message, claims)
             await self.send(message, claims, rendered)
         except Exception as exc:  # noqa: BLE001 - this message is deferred, the worker goes on
@@ -281,9 +283,20 @@ class DeliveryWorker:
 
     async def check_suppression(self, message: QueuedMessage,
                                 claims: list[Claim]) -> list[Claim]:
-        """Suppressed recipients fail at once (5.7.1) without an attempt: the suppression
-        list comes with relay/suppression.py; until then nobody is suppressed."""
-        return claims
+        """Recipients on the owner's suppression list fail at once (550 5.7.1 suppressed:
+        reason) without an attempt; a failure event and the usual DSN rules follow. The rest
+        go on. X-SMTPeter-IgnoreSuppression: true (read at accept time) skips the check."""
+        if (message.features or {}).get(IGNORE_SUPPRESSION):
+            return claims
+        found = await self._db(suppression.for_message, message.id, [c.address for c in claims])
+        if not found:
+            return claims
+        stopped = [c for c in claims if c.address.strip().lower() in found]
+        for c in stopped:
+            log.info("%s: to=<%s> status=failed (suppressed: %s)", message.queue_id, c.address,
+                     found[c.address.strip().lower()])
+        self._add([suppressed_result(c, found[c.address.strip().lower()]) for c in stopped])
+        return [c for c in claims if c.address.strip().lower() not in found]
 
     async def render(self, message: QueuedMessage, claims: list[Claim]) -> Rendered:
         """The bytes and envelope sender of each recipient, features applied off the loop."""
@@ -466,6 +479,12 @@ class DeliveryWorker:
                            {"reason": reason, **data})
         except Exception as exc:  # noqa: BLE001 - the log line above still says it
             log.error("recording a warning for message %s failed: %s", message.queue_id, exc)
+
+
+def suppressed_result(claim: Claim, reason: str) -> Result:
+    """The outcome of a suppressed recipient: a failure decided here, no attempt made."""
+    return Result(claim.recipient_id, "failed", 550, "5.7.1", f"suppressed: {reason}",
+                  attempted=False)
 
 
 def _close_connection(barrier: threading.Barrier) -> None:

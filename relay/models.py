@@ -1,5 +1,6 @@
 """The durable queue: one Message per accepted DATA, one Recipient per RCPT TO; each delivery
-Attempt, the bytes captured in capture mode, and the staff actions on the queue."""
+Attempt, the bytes captured in capture mode, and the staff actions on the queue. Also each
+customer's suppression list (relay.suppression writes it)."""
 from __future__ import annotations
 
 import itertools
@@ -241,3 +242,97 @@ class TrackedLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}{self.position} of message {self.message_id}"
+
+
+class Suppression(models.Model):
+    """An address a customer's mail is not delivered to (relay.suppression): one per owner
+    and address; an entry past expires_at no longer suppresses (null: never expires)."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "hard bounce"
+        COMPLAINT = "complaint", "complaint"
+        SOFT_BOUNCES = "soft_bounces", "repeated soft bounces"
+        MANUAL = "manual", "added by hand"
+
+    class Source(models.TextChoices):
+        INTAKE = "intake", "bounce or complaint"
+        DASHBOARD = "dashboard", "dashboard"
+        IMPORT = "import", "CSV import"
+        API = "api", "API"
+        COMMAND = "command", "management command"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="+")
+    address = models.CharField(max_length=512)  # lower-cased (relay.suppression.normalize)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.TextField(blank=True)  # the remote server's words, or the person's note
+    # The bounce or complaint that caused it; the entry outlives the event (retention).
+    event = models.ForeignKey("events.Event", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    created = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "address"],
+                                               name="suppression_owner_address")]
+
+    def __str__(self) -> str:
+        return f"<{self.address}> suppressed ({self.reason}) for owner {self.owner_id}"
+
+
+class SoftBounce(models.Model):
+    """One soft bounce of an address, kept for SUPPRESSION_SOFT_WINDOW_DAYS: enough of them
+    within the window suppress it (relay.suppression.record_soft_bounce)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="+")
+    address = models.CharField(max_length=512)
+    time = models.DateTimeField()
+    # Unique: intake processing the same bounce twice (a crash and a re-run) counts it once.
+    event = models.OneToOneField("events.Event", null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "address", "time"], name="softbounce_key")]
+
+    def __str__(self) -> str:
+        return f"soft bounce of <{self.address}> at {self.time:%Y-%m-%d %H:%M}"
+
+
+class SuppressionAudit(models.Model):
+    """One change to a suppression list made by a person (dashboard, import, command).
+    Append-only; names are copied so that it still reads right after users are deleted."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", "added"
+        REMOVED = "removed", "removed"
+        IMPORTED = "imported", "imported"
+
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    owner_name = models.CharField(max_length=150)
+    address = models.CharField(max_length=512, db_index=True)
+    reason = models.CharField(max_length=16, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)  # the entry before and/or after
+
+    class Meta:
+        ordering = ["-time", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} <{self.address}>"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("suppression audit entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("suppression audit entries are append-only")

@@ -1,7 +1,8 @@
-"""Dashboard URLs of the queue: messages, a message's page and its parts, the Outbox."""
+"""Dashboard URLs of the queue: messages, a message's page and its parts, the Outbox, the
+suppression list."""
 from django.urls import path
 
-from . import views
+from . import suppression_views, views
 
 # Queue ids are upper-case hex (relay.models.new_queue_id); the pattern takes any case.
 QID = "<str:queue_id>"
@@ -18,4 +19,12 @@ urlpatterns = [
          name="message_release"),
     path(f"messages/{QID}/delete/", views.message_delete, name="message_delete"),
     path("outbox/", views.outbox, name="outbox"),
+    path("suppressions/", suppression_views.suppression_list, name="suppressions"),
+    path("suppressions/add/", suppression_views.suppression_add, name="suppression_add"),
+    path("suppressions/import/", suppression_views.suppression_import,
+         name="suppression_import"),
+    path("suppressions/export.csv", suppression_views.suppression_export,
+         name="suppression_export"),
+    path("suppressions/<int:pk>/remove/", suppression_views.suppression_remove,
+         name="suppression_remove"),
 ]

@@ -262,6 +262,15 @@ DSN_DELAY_AFTER = env_float(env, "DSN_DELAY_AFTER", 14400, positive=True)
 RENDER_WORKERS = env_int(env, "RENDER_WORKERS", 2, minimum=1)
 RENDER_TIMEOUT = env_float(env, "RENDER_TIMEOUT", 30, positive=True)
 
+# --- Suppression lists (relay.suppression) -------------------------------
+# Days an automatic entry suppresses its address (0: until removed); complaints and entries
+# added by hand never expire by themselves.
+SUPPRESSION_HARD_BOUNCE_DAYS = env_int(env, "SUPPRESSION_HARD_BOUNCE_DAYS", 365, minimum=0)
+SUPPRESSION_SOFT_BOUNCE_DAYS = env_int(env, "SUPPRESSION_SOFT_BOUNCE_DAYS", 30, minimum=0)
+# This many soft bounces of one address within the window suppress it.
+SUPPRESSION_SOFT_BOUNCES = env_int(env, "SUPPRESSION_SOFT_BOUNCES", 3, minimum=1)
+SUPPRESSION_SOFT_WINDOW_DAYS = env_int(env, "SUPPRESSION_SOFT_WINDOW_DAYS", 7, minimum=1)
+
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
 TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing_slash=True)

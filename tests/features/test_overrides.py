@@ -49,3 +49,19 @@ def test_strip_removes_every_smtpeter_header_and_leaves_the_body():
 )
 def test_strip_edge_cases(raw, expected):
     assert strip_smtpeter_headers(raw) == expected
+
+
+def test_ignore_suppression_is_a_message_flag_only_when_true():
+    from features.overrides import IGNORE_SUPPRESSION
+
+    def flag(*values):
+        raw = b"".join(b"X-SMTPeter-IgnoreSuppression: " + v + b"\r\n" for v in values)
+        features, _ = read_overrides(raw + b"Subject: x\r\n\r\nbody\r\n")
+        return features
+
+    assert flag(b"true") == {IGNORE_SUPPRESSION: True}
+    assert flag(b" True ") == {IGNORE_SUPPRESSION: True}
+    assert flag(b"false") == flag(b"1") == flag(b"yes") == {}
+    assert flag(b"true", b"false") == {}  # the last one wins
+    raw = b"X-SMTPeter-IgnoreSuppression: true\r\nSubject: x\r\n\r\nbody\r\n"
+    assert strip_smtpeter_headers(raw) == b"Subject: x\r\n\r\nbody\r\n"

@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from credentials import services
 from credentials.models import AuditEntry
+from relay import suppression
 from relay.models import Message, Recipient
 from smtpeter_site.csp import POLICY
 
@@ -41,6 +42,7 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         raw=b"Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n")
     Recipient.objects.create(message=message, address="b@example.org")
     qid = message.queue_id
+    entry = suppression.add(staff.pk, "c@example.org", "manual", actor=staff)
     return {
         # URL name -> the pages of it that are visited (signed in as a staff user)
         "signin": ["/signin/"],
@@ -68,6 +70,11 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "message_release": [f"/messages/{qid}/release/"],
         "message_delete": [f"/messages/{qid}/delete/"],
         "outbox": ["/outbox/"],
+        "suppressions": ["/suppressions/", "/suppressions/?q=x&state=all"],
+        "suppression_add": ["/suppressions/add/"],
+        "suppression_import": ["/suppressions/import/"],
+        "suppression_export": ["/suppressions/export.csv"],
+        "suppression_remove": [f"/suppressions/{entry.pk}/remove/"],
     }
 
 
