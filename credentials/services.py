@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import connection, transaction
 
-from smtpeter_site.db import select_sql
+from smtpeter_site.db import per_vendor, select_sql
 
 from .models import FEATURE_NAMES, AuditEntry, Login
 from .models import FEATURES as FEATURES  # for relay/ and api/, which import no models
@@ -266,20 +266,17 @@ def authenticate(username: str, password: str) -> Login | None:
 # itself takes; these run on every AUTH and every group commit, so their SQL is built once
 # per database vendor from the model's metadata.
 
-_SQL: dict[tuple[str, str], str] = {}
+@per_vendor
+def _statements(conn) -> dict[str, str]:
+    return {
+        "auth": select_sql(conn, Login, ["id", "password_hash", "enabled", "owner"],
+                           "username") + " = %s",
+        "features": select_sql(conn, Login, ["id", *FEATURE_NAMES], "id") + " IN ",
+    }
 
 
 def _sql(name: str) -> str:
-    key = (connection.vendor, name)
-    sql = _SQL.get(key)
-    if sql is None:
-        if name == "auth":
-            sql = select_sql(connection, Login, ["id", "password_hash", "enabled", "owner"],
-                             "username") + " = %s"
-        else:
-            sql = select_sql(connection, Login, ["id", *FEATURE_NAMES], "id") + " IN "
-        sql = _SQL[key] = sql
-    return sql
+    return _statements(connection)[name]
 
 
 class AuthRow(NamedTuple):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -18,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from smtpeter_site.db import insert_sql
+from smtpeter_site.db import insert_sql, per_vendor
 
 from .models import Event
 
@@ -63,7 +62,12 @@ def record_many(events: Iterable[NewEvent]) -> list[Event]:
     return created
 
 
-_INSERT: dict[str, tuple[str, list]] = {}  # vendor -> (INSERT of one Event, its fields)
+@per_vendor
+def _insert(conn) -> tuple[str, list]:
+    """The INSERT of one Event (RETURNING its id; both databases take it) and its fields."""
+    fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
+    sql = insert_sql(conn, Event, [f.name for f in fields])
+    return f"{sql} RETURNING {conn.ops.quote_name(Event._meta.pk.column)}", fields
 
 
 def record_fast(type: str, message_id: int, recipient_id: int, data: dict[str, Any],
@@ -85,12 +89,7 @@ def record_fast(type: str, message_id: int, recipient_id: int, data: dict[str, A
     # an asgiref context lookup, a dozen of them per click.
     conn = connections[DEFAULT_DB_ALIAS]
     vendor = conn.vendor
-    if vendor not in _INSERT:
-        fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-        sql = insert_sql(conn, Event, [f.name for f in fields])
-        # Both databases return the new id this way (SQLite since 3.35).
-        _INSERT[vendor] = f"{sql} RETURNING {conn.ops.quote_name(Event._meta.pk.column)}", fields
-    sql, fields = _INSERT[vendor]
+    sql, fields = _insert(conn)
     given = {"type": type, "time": time, "message_id": message_id,
              "recipient_id": recipient_id, "data": data, "flags": flags}
     params = [f.get_db_prep_save(given[f.attname] if f.attname in given else f.get_default(),
@@ -108,7 +107,8 @@ def last_delivery(recipient_id: int) -> datetime | None:
     """Time of the recipient's latest `delivery` event, or None: the click endpoint's "fast"
     flag. One probe of the index event_rcpt_type_time."""
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(last_delivery_sql(), [Event.Type.DELIVERY, recipient_id])
+        cursor.execute(_last_delivery_sql(connections[DEFAULT_DB_ALIAS]),
+                       [Event.Type.DELIVERY, recipient_id])
         row = cursor.fetchone()
     value = row[0] if row else None
     if isinstance(value, str):  # SQLite hands back text
@@ -118,9 +118,14 @@ def last_delivery(recipient_id: int) -> datetime | None:
     return value
 
 
-@lru_cache(maxsize=1)
 def last_delivery_sql() -> str:
-    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    """last_delivery()'s query on this database (tests read its plan)."""
+    return _last_delivery_sql(connections[DEFAULT_DB_ALIAS])
+
+
+@per_vendor
+def _last_delivery_sql(conn) -> str:
+    qn = conn.ops.quote_name
     table = qn(Event._meta.db_table)
     time, type_, recipient = (qn(Event._meta.get_field(f).column)
                               for f in ("time", "type", "recipient"))

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from features.mime import header_end
 from features.overrides import apply_overrides, max_deliver_seconds
-from smtpeter_site.db import insert_sql
+from smtpeter_site.db import insert_sql, per_vendor
 
 from .headers import subject_of
 
@@ -61,21 +61,20 @@ _RECIPIENT_COLUMNS = (
     "message", "address", "notify", "orcpt", "state", "attempts", "next_attempt_at",
     "last_response", "updated",
 )
-_sql_cache: dict[str, tuple[str, str]] = {}
+@per_vendor
+def _statements_for(conn) -> tuple[str, str]:
+    from .models import Message, Recipient
+
+    return (
+        insert_sql(conn, Message, _MESSAGE_COLUMNS)
+        + " RETURNING " + conn.ops.quote_name(Message._meta.pk.column),
+        insert_sql(conn, Recipient, _RECIPIENT_COLUMNS),
+    )
 
 
 def _statements() -> tuple[str, str]:
     """INSERT for messages (RETURNING id), INSERT for recipients."""
-    if connection.vendor not in _sql_cache:
-        from .models import Message, Recipient
-
-        qn = connection.ops.quote_name
-        _sql_cache[connection.vendor] = (
-            insert_sql(connection, Message, _MESSAGE_COLUMNS)
-            + " RETURNING " + qn(Message._meta.pk.column),
-            insert_sql(connection, Recipient, _RECIPIENT_COLUMNS),
-        )
-    return _sql_cache[connection.vendor]
+    return _statements_for(connection)
 
 
 def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:

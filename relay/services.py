@@ -23,6 +23,7 @@ from features import mime
 from features.render import envelope_sender
 from features.services import context as render_context
 from features.services import render_for
+from smtpeter_site.db import per_vendor
 
 from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink
 
@@ -380,28 +381,23 @@ def tracked_url(message_id: int, kind: str, position: int) -> tuple[bool, str | 
     # The wrapper itself, not the django.db.connection proxy (an asgiref lookup per use).
     conn = connections[DEFAULT_DB_ALIAS]
     with conn.cursor() as cursor:
-        cursor.execute(_tracked_sql(conn.vendor),
+        cursor.execute(_tracked_sql(conn),
                        [message_id, kind, position, message_id, TrackedLink.Kind.OPEN])
         rows = cursor.fetchall()
     url = next((row[1] for row in rows if row[0] == 1), None)
     return bool(rows), url
 
 
-_TRACKED_SQL: dict[str, str] = {}
-
-
-def _tracked_sql(vendor: str) -> str:
-    sql = _TRACKED_SQL.get(vendor)
-    if sql is None:
-        qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
-        table = qn(TrackedLink._meta.db_table)
-        message, kind, position, url = (qn(TrackedLink._meta.get_field(f).column)
-                                        for f in ("message", "kind", "position", "url"))
-        # The second row (the pixel's, always there once stored) says the lists are stored.
-        sql = _TRACKED_SQL[vendor] = (
-            f"SELECT 1, {url} FROM {table} WHERE {message} = %s AND {kind} = %s"
-            f" AND {position} = %s"
-            f" UNION ALL SELECT 0, NULL FROM {table} WHERE {message} = %s AND {kind} = %s"
-            f" AND {position} = 0"
-        )
-    return sql
+@per_vendor
+def _tracked_sql(conn) -> str:
+    qn = conn.ops.quote_name
+    table = qn(TrackedLink._meta.db_table)
+    message, kind, position, url = (qn(TrackedLink._meta.get_field(f).column)
+                                    for f in ("message", "kind", "position", "url"))
+    # The second row (the pixel's, always there once stored) says the lists are stored.
+    return (
+        f"SELECT 1, {url} FROM {table} WHERE {message} = %s AND {kind} = %s"
+        f" AND {position} = %s"
+        f" UNION ALL SELECT 0, NULL FROM {table} WHERE {message} = %s AND {kind} = %s"
+        f" AND {position} = 0"
+    )

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from smtpeter_site.db import with_live_connection
 from smtpeter_site.keys import key_for
 from smtpeter_site.throttle import FailureCounter
 
@@ -72,36 +73,19 @@ class Outcome:
     cached: bool = False  # verified from the cache, without argon2
 
 
-def _with_connection(query, *args):
-    """Run ``query`` (a read in autocommit) on this thread's database connection, which is
-    kept between calls; if the connection turns out dead (the server restarted, a backend was
-    terminated, a network cut), drop it and run ``query`` once more on a fresh one.
-
-    Django checks a connection's health only at request boundaries, which these threads never
-    reach: without this, one lost connection would fail every later AUTH on the thread.
-    """
-    from django.db import InterfaceError, OperationalError, connection
-
-    try:
-        return query(*args)
-    except (OperationalError, InterfaceError) as exc:
-        log.warning("AUTH database connection lost (%s); reconnecting",
-                    printable(str(exc).strip() or type(exc).__name__))
-        try:
-            connection.close()
-        except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone
-            pass
-    return query(*args)
+def _connection_lost(exc: Exception) -> None:
+    log.warning("AUTH database connection lost (%s); reconnecting",
+                printable(str(exc).strip() or type(exc).__name__))
 
 
 def lookup_row(username: str):
-    """_lookup_row on a live connection (see _with_connection)."""
-    return _with_connection(_lookup_row, username)
+    """_lookup_row on a live connection (smtpeter_site.db.with_live_connection)."""
+    return with_live_connection(_lookup_row, username, on_lost=_connection_lost)
 
 
 def verify(username: str, password: str):
-    """_verify on a live connection (see _with_connection)."""
-    return _with_connection(_verify, username, password)
+    """_verify on a live connection (smtpeter_site.db.with_live_connection)."""
+    return with_live_connection(_verify, username, password, on_lost=_connection_lost)
 
 
 def _lookup_row(username: str):
