@@ -262,6 +262,10 @@ class WireSMTP(SMTP):
         the plain-text reader first. Set up here, every byte goes to the TLS layer.
         """
         self._tls_waiter = self.loop.create_future()
+        # A session cancelled while it waits (runsmtp stopping) no longer awaits this future;
+        # the TLS layer may still fail it (the client resets): retrieve that here, or asyncio
+        # logs "Future exception was never retrieved" with a traceback.
+        self._tls_waiter.add_done_callback(_retrieve)
         self._tls_protocol = ListenerSSLProtocol(
             self.loop, self, self.server_tls_context, self._tls_waiter, server_side=True,
             ssl_handshake_timeout=self.tls_handshake_timeout,
@@ -500,3 +504,8 @@ class _NoHooks:
 
 
 _NO_HOOKS = _NoHooks()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
