@@ -55,6 +55,17 @@ def visible_message(user: User, queue_id: str) -> Message | None:
             .filter(queue_id=queue_id).first())
 
 
+def raw_message(user: User, queue_id: str) -> Message | None:
+    """A message ``user`` may download as received: one they may see, or intake mail that
+    reports on one of their messages (a bounce, complaint or auto-reply; relay.intake)."""
+    message = visible_message(user, queue_id)
+    if message is None and user.is_authenticated:
+        message = (Message.objects.defer("raw")
+                   .filter(queue_id=queue_id, kind=Message.Kind.BOUNCE,
+                           intake_for__owner=user).first())
+    return message
+
+
 # -- the message search -------------------------------------------------------------------------
 
 

@@ -116,8 +116,11 @@ def message_page(request: HttpRequest, queue_id: str) -> HttpResponse:
 @never_cache
 @require_GET
 def message_raw(request: HttpRequest, queue_id: str) -> HttpResponse:
-    """The message as received (or ?recipient=: that recipient's captured copy), to download."""
-    message = _message_or_404(request, queue_id)
+    """The message as received (or ?recipient=: that recipient's captured copy), to download.
+    Intake mail is also its original's owner's to read (the raw report of a bounce)."""
+    message = services.raw_message(request.user, queue_id)
+    if message is None:
+        raise Http404("no such message")
     filename = f"{message.queue_id}.eml"
     data = bytes(message.raw)
     if request.GET.get("recipient"):

@@ -153,3 +153,23 @@ def test_decide_without_a_link_records_nothing():
     report = parse_report(samples.dsn("b@x", "user@remote.test"))
     decision = intake.decide(report, False, "", "Q1")
     assert (decision.outcome, decision.event_type, decision.bounce_class) == ("unlinked", "", "")
+
+
+def test_the_message_page_shows_the_bounce_and_its_owner_may_read_the_raw_report(alice, bob,
+                                                                                  client):
+    message, recipient, verp = sent(alice)
+    raw = samples.dsn(verp, recipient.address)
+    bounce = arrived(raw, verp)
+    intake.process_one(bounce.pk)
+    client.force_login(alice)
+    page = client.get(f"/messages/{message.queue_id}/").content.decode()
+    assert "Bounced" in page and "invalid_recipient" in page
+    assert f'href="/messages/{bounce.queue_id}/raw/"' in page
+    response = client.get(f"/messages/{bounce.queue_id}/raw/")
+    assert response.status_code == 200 and response.content == raw
+    # Not its page, not another customer's report.
+    assert client.get(f"/messages/{bounce.queue_id}/").status_code == 404
+    client.force_login(bob)
+    assert client.get(f"/messages/{bounce.queue_id}/raw/").status_code == 404
+    client.logout()
+    assert client.get(f"/messages/{bounce.queue_id}/raw/").status_code in (302, 404)
