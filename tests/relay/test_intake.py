@@ -173,3 +173,28 @@ def test_the_message_page_shows_the_bounce_and_its_owner_may_read_the_raw_report
     assert client.get(f"/messages/{bounce.queue_id}/raw/").status_code == 404
     client.logout()
     assert client.get(f"/messages/{bounce.queue_id}/raw/").status_code in (302, 404)
+
+
+def test_the_bounces_page_lists_the_owners_bounces_and_complaints_filtered(alice, bob, client):
+    message, recipient, verp = sent(alice, "gone@remote.test")
+    intake.process_one(arrived(samples.dsn(verp, recipient.address), verp).pk)
+    _, full, verp2 = sent(alice, "full@remote.test")
+    intake.process_one(arrived(samples.dsn(verp2, full.address, "4.2.2", "552 4.2.2 Mailbox full"),
+                               verp2).pk)
+    _, annoyed, verp3 = sent(alice, "annoyed@remote.test")
+    fbl = "fbl@" + settings.BOUNCE_DOMAIN
+    intake.process_one(arrived(samples.arf(fbl, verp3, annoyed.address), fbl).pk)
+    client.force_login(alice)
+    page = client.get("/bounces/").content.decode()
+    assert page.count('class="bounce-row"') == 3
+    assert "invalid_recipient" in page and "mailbox_full" in page and "raw report" in page
+    hard = client.get("/bounces/?bounce_class=hard").content.decode()
+    assert hard.count('class="bounce-row"') == 1 and "gone@remote.test" in hard
+    reason = client.get("/bounces/?reason=mailbox_full").content.decode()
+    assert reason.count('class="bounce-row"') == 1 and "full@remote.test" in reason
+    complaints = client.get("/bounces/?kind=complaint").content.decode()
+    assert complaints.count('class="bounce-row"') == 1 and "annoyed@remote.test" in complaints
+    assert client.get("/bounces/?login=nobody").content.decode().count('class="bounce-row"') == 0
+    assert client.get("/bounces/?bounce_class=bogus").status_code == 400
+    client.force_login(bob)
+    assert client.get("/bounces/").content.decode().count('class="bounce-row"') == 0
