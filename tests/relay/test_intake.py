@@ -198,3 +198,33 @@ def test_the_bounces_page_lists_the_owners_bounces_and_complaints_filtered(alice
     assert client.get("/bounces/?bounce_class=bogus").status_code == 400
     client.force_login(bob)
     assert client.get("/bounces/").content.decode().count('class="bounce-row"') == 0
+
+
+def test_the_logins_page_counts_sent_delivered_bounced_and_complaints_per_login(alice, client):
+    from credentials import services as logins
+
+    login, _ = logins.create_login(alice)
+    other, _ = logins.create_login(alice)
+    rows = {}
+    for address, state in (("a@remote.test", "delivered"), ("b@remote.test", "delivered"),
+                           ("c@remote.test", "delivered"), ("d@remote.test", "deferred")):
+        message, recipient, verp = sent(alice, address, state=state)
+        Message.objects.filter(pk=message.pk).update(login=login)
+        rows[address] = (recipient, verp)
+    r, verp = rows["a@remote.test"]
+    intake.process_one(arrived(samples.dsn(verp, r.address), verp).pk)
+    r, verp = rows["b@remote.test"]
+    intake.process_one(arrived(samples.dsn(verp, r.address, "4.2.2", "552 4.2.2 Mailbox full"),
+                               verp).pk)
+    r, verp = rows["c@remote.test"]
+    fbl = "fbl@" + settings.BOUNCE_DOMAIN
+    intake.process_one(arrived(samples.arf(fbl, verp, r.address), fbl).pk)
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    mine = page[page.index(f'id="login-{login.pk}"'):page.index(f'id="login-{other.pk}"')] \
+        if page.index(f'id="login-{login.pk}"') < page.index(f'id="login-{other.pk}"') \
+        else page[page.index(f'id="login-{login.pk}"'):]
+    for text in ("4 sent", "3 delivered", "1 hard", "1 soft", "1 complaint<"):
+        assert text in mine, text
+    theirs = page[page.index(f'id="login-{other.pk}"'):]
+    assert "0 sent" in theirs
