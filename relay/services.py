@@ -34,8 +34,8 @@ PENDING = (State.QUEUED, State.DEFERRED)
 RECIPIENTS_SHOWN = 100  # on a message page; a search narrows a bigger list
 TIMELINE_SHOWN = 1000
 # The order of states in a message's summary: what needs attention first.
-STATE_ORDER = [State.FAILED, State.DEFERRED, State.HELD, State.QUEUED, State.DELIVERED,
-               State.INTAKE]
+STATE_ORDER = [State.FAILED, State.BOUNCED, State.DEFERRED, State.HELD, State.QUEUED,
+               State.DELIVERED, State.INTAKE]
 
 
 # -- who sees what ---------------------------------------------------------------------------
@@ -251,6 +251,8 @@ def _why(r: Recipient, audits: list[QueueAudit]) -> str:
         return "waiting for its first attempt"
     if r.state == State.INTAKE:
         return "intake: mail to the bounce domain, read by the intake, never delivered"
+    if r.state == State.BOUNCED:
+        return f"delivered ({r.last_response}), then a bounce came back: see the timeline"
     if r.state == State.DELIVERED and r.captured:
         return "captured in the Outbox (DELIVERY_MODE=capture), not sent"
     return r.last_response

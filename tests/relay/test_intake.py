@@ -165,6 +165,9 @@ def test_the_message_page_shows_the_bounce_and_its_owner_may_read_the_raw_report
     page = client.get(f"/messages/{message.queue_id}/").content.decode()
     assert "Bounced" in page and "invalid_recipient" in page
     assert f'href="/messages/{bounce.queue_id}/raw/"' in page
+    assert 'data-state="bounced">1 bounced' in page and "then a bounce came back" in page
+    listing = client.get("/messages/").content.decode()
+    assert 'data-state="bounced">1 bounced' in listing
     response = client.get(f"/messages/{bounce.queue_id}/raw/")
     assert response.status_code == 200 and response.content == raw
     # Not its page, not another customer's report.
