@@ -231,3 +231,23 @@ def test_the_logins_page_counts_sent_delivered_bounced_and_complaints_per_login(
         assert text in mine, text
     theirs = page[page.index(f'id="login-{other.pk}"'):]
     assert "0 sent" in theirs
+
+
+def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_records_once(alice,
+                                                                              monkeypatch):
+    message, recipient, verp = sent(alice)
+    bounce = arrived(samples.dsn(verp, recipient.address), verp)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("process killed")
+
+    with monkeypatch.context() as m:  # the last step of the transaction fails
+        m.setattr(intake.suppression, "record_bounce", crash)
+        with pytest.raises(RuntimeError):
+            intake.process_one(bounce.pk)
+    assert not Event.objects.exists() and intake.pending() == [bounce.pk]
+    recipient.refresh_from_db()
+    assert recipient.state == "delivered"
+    assert intake.process_one(bounce.pk) == "bounce"
+    assert Event.objects.filter(type="bounce").count() == 1
+    assert Suppression.objects.filter(owner=alice).count() == 1
