@@ -129,7 +129,13 @@ def _already_sent(request: HttpRequest, login: Login | None = None) -> HttpRespo
 
 
 def logins(request: HttpRequest) -> HttpResponse:
-    items = request.user.smtp_logins.all()
+    items = list(request.user.smtp_logins.all())
+    # The relay's figures per login (sent, delivered, bounced, complaints over 7 days).
+    from relay.services import login_figures
+
+    figures = login_figures([login.pk for login in items])
+    for login in items:
+        login.figures = figures[login.pk]
     return render(request, "credentials/logins.html", {"logins": items, "features": FEATURES})
 
 

@@ -18,6 +18,8 @@ class Event(models.Model):
         # went out unchanged, or a part was left alone (data says why).
         WARNING = "warning", "warning"
         DSN = "dsn", "DSN sent"
+        # An auto-reply (vacation, out of office) came back to the VERP address.
+        RESPONSE = "response", "auto-reply"
 
     type = models.CharField(max_length=16, choices=Type.choices, db_index=True)
     time = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
+from events.models import Event
+
+from .classify import REASONS
 from .models import Recipient, Suppression
 from .services import Criteria
 from .suppression import MAX_ADDRESS, MAX_DETAIL, normalize
@@ -113,3 +116,14 @@ class SuppressionImportForm(forms.Form):
             return upload.read().decode("utf-8")
         except UnicodeDecodeError:
             raise forms.ValidationError("The file is not UTF-8 text.") from None
+
+
+class BounceSearchForm(forms.Form):
+    kind = forms.ChoiceField(required=False, label="Type", choices=[
+        ("", "bounces and complaints"), (Event.Type.BOUNCE, "bounces"),
+        (Event.Type.COMPLAINT, "complaints")])
+    bounce_class = forms.ChoiceField(required=False, label="Class", choices=[
+        ("", "any"), ("hard", "hard"), ("soft", "soft")])
+    reason = forms.ChoiceField(required=False, label="Reason", choices=[
+        ("", "any"), *((r, r.replace("_", " ")) for r in REASONS)])
+    login = _text("Login", "username, or part of it")

@@ -77,9 +77,22 @@ class Message(models.Model):
     dsn_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="dsns"
     )
+    # Intake (kind bounce) only, written by relay.intake: when it was read (null: not yet),
+    # what it was read as, and the sent message it reports on (whose owner may read it).
+    intake_done_at = models.DateTimeField(null=True, blank=True)
+    intake_outcome = models.CharField(max_length=16, blank=True, db_default="")
+    intake_for = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [
+            # The intake's claim: unread intake mail only, a handful of rows however big the
+            # queue.
+            models.Index(fields=["id"], name="intake_pending",
+                         condition=models.Q(kind="bounce", intake_done_at__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return f"message {self.queue_id} from <{self.mail_from}>"
@@ -95,6 +108,8 @@ class Recipient(models.Model):
         # Mail that came in on the mx role without AUTH (bounces, complaints, replies): read by
         # the intake, never claimed for outbound delivery.
         INTAKE = "intake", "intake"
+        # Delivered, then a bounce came back for it (relay.intake).
+        BOUNCED = "bounced", "bounced"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
     address = models.CharField(max_length=512)

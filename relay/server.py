@@ -16,13 +16,14 @@ from smtpeter_site.keys import key_for
 
 from . import tls
 from .delivery import DeliveryWorker, transport_for
+from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
 from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP, SessionContext
 
 log = logging.getLogger("relay.server")
-ROLES = ("submission", "mx", "delivery")
+ROLES = ("submission", "mx", "delivery", "intake")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
 AT_CAP_LOG_EVERY = 60.0  # seconds between log lines while connections are refused at the cap
 MX_MAX_RECIPIENTS = 10  # per message on the mx role without AUTH (a bounce has one)
@@ -58,9 +59,12 @@ def listener_specs(roles: list[str], tls_ports: list[int], starttls_ports: list[
 
 class RelayServer:
     def __init__(self, specs: list[ListenerSpec], bind: str | None = None,
-                 delivery: bool = False):
+                 delivery: bool = False, intake: bool = False):
         self.specs = specs
         self.with_delivery = delivery
+        self.with_intake = intake
+        self.intake: IntakeWorker | None = None
+        self._intake_task: asyncio.Task | None = None
         self.delivery: DeliveryWorker | None = None
         self._delivery_task: asyncio.Task | None = None
         self.bind = bind or settings.SMTP_BIND
@@ -168,6 +172,10 @@ class RelayServer:
         self.writer.start()
         if self.with_delivery:
             self.start_delivery()
+        if self.with_intake:
+            self.intake = IntakeWorker()
+            self._intake_task = self.loop.create_task(self.intake.run())
+            log.info("intake running")
         self.argon_pool = ThreadPoolExecutor(
             settings.SMTP_AUTH_THREADS, thread_name_prefix="auth-argon2"
         )
@@ -201,6 +209,8 @@ class RelayServer:
     def _queued(self) -> None:
         if self.delivery is not None:
             self.delivery.wake()
+        if self.intake is not None:
+            self.intake.wake()
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -210,6 +220,9 @@ class RelayServer:
         if self.delivery is not None:
             await self.delivery.stop()
             await asyncio.wait([self._delivery_task], timeout=5)
+        if self.intake is not None:
+            await self.intake.stop()
+            await asyncio.wait([self._intake_task], timeout=5)
         await asyncio.sleep(0.1)
         self.argon_pool.shutdown(wait=False, cancel_futures=True)
         self.db_pool.shutdown(wait=False, cancel_futures=True)
@@ -223,7 +236,8 @@ class RelayServer:
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         ports = ", ".join([f"{s.port}/{s.role}" for s in self.specs]
-                          + ([f"delivery ({settings.DELIVERY_MODE})"] if self.delivery else []))
+                          + ([f"delivery ({settings.DELIVERY_MODE})"] if self.delivery else [])
+                          + (["intake"] if self.intake else []))
         log.info("runsmtp ready on %s: %s (%s event loop)", self.bind, ports,
                  type(loop).__module__.split(".")[0])
         await self._stopping.wait()

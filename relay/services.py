@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -35,8 +35,8 @@ PENDING = (State.QUEUED, State.DEFERRED)
 RECIPIENTS_SHOWN = 100  # on a message page; a search narrows a bigger list
 TIMELINE_SHOWN = 1000
 # The order of states in a message's summary: what needs attention first.
-STATE_ORDER = [State.FAILED, State.DEFERRED, State.HELD, State.QUEUED, State.DELIVERED,
-               State.INTAKE]
+STATE_ORDER = [State.FAILED, State.BOUNCED, State.DEFERRED, State.HELD, State.QUEUED,
+               State.DELIVERED, State.INTAKE]
 
 
 # -- who sees what ---------------------------------------------------------------------------
@@ -54,6 +54,17 @@ def visible_message(user: User, queue_id: str) -> Message | None:
     """One message by queue id, or None when it does not exist or is not ``user``'s."""
     return (visible_messages(user).select_related("login", "owner", "dsn_of")
             .filter(queue_id=queue_id).first())
+
+
+def raw_message(user: User, queue_id: str) -> Message | None:
+    """A message ``user`` may download as received: one they may see, or intake mail that
+    reports on one of their messages (a bounce, complaint or auto-reply; relay.intake)."""
+    message = visible_message(user, queue_id)
+    if message is None and user.is_authenticated:
+        message = (Message.objects.defer("raw")
+                   .filter(queue_id=queue_id, kind=Message.Kind.BOUNCE,
+                           intake_for__owner=user).first())
+    return message
 
 
 # -- the message search -------------------------------------------------------------------------
@@ -241,6 +252,8 @@ def _why(r: Recipient, audits: list[QueueAudit]) -> str:
         return "waiting for its first attempt"
     if r.state == State.INTAKE:
         return "intake: mail to the bounce domain, read by the intake, never delivered"
+    if r.state == State.BOUNCED:
+        return f"delivered ({r.last_response}), then a bounce came back: see the timeline"
     if r.state == State.DELIVERED and r.captured:
         return "captured in the Outbox (DELIVERY_MODE=capture), not sent"
     return r.last_response
@@ -266,6 +279,74 @@ def _timeline(message: Message, views: list[RecipientView], audits: list[QueueAu
     order = {"queued": 0, "attempt": 1}
     entries.sort(key=lambda e: (e.time, order.get(e.kind, 2)))
     return entries, cut
+
+
+# -- bounces and complaints, figures per login ---------------------------------------------------
+
+FIGURE_DAYS = 7  # the window of the figures on the Logins page
+
+
+def bounces(user: User, kind: str = "", bounce_class: str = "", reason: str = "",
+            login: str = "") -> QuerySet[Event]:
+    """Bounce and complaint events of the messages ``user`` may see, newest first; narrowed
+    to a type (bounce or complaint), a class (hard or soft), a reason, a login's username
+    (or part of it)."""
+    events = (Event.objects.filter(type__in=(Event.Type.BOUNCE, Event.Type.COMPLAINT))
+              .select_related("message", "message__login", "message__owner", "recipient")
+              .defer("message__raw"))
+    if not user.is_staff:
+        events = events.filter(message__owner=user)
+    if kind:
+        events = events.filter(type=kind)
+    if bounce_class:
+        events = events.filter(type=Event.Type.BOUNCE, data__class=bounce_class)
+    if reason:
+        events = events.filter(type=Event.Type.BOUNCE, data__reason=reason)
+    if login:
+        events = events.filter(message__login__username__icontains=login)
+    return events.order_by("-time", "-id")
+
+
+@dataclass
+class Figures:
+    """One login's mail over the last FIGURE_DAYS days, counted per recipient."""
+
+    sent: int = 0
+    delivered: int = 0
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+
+
+def login_figures(login_ids: list[int], now: datetime | None = None) -> dict[int, Figures]:
+    """Figures per login id (every id given has an entry), in two grouped queries: recipients
+    of the login's messages received in the window, and their bounce/complaint events."""
+    from django.utils import timezone
+
+    since = (now or timezone.now()) - timedelta(days=FIGURE_DAYS)
+    figures = {pk: Figures() for pk in login_ids}
+    rows = (Recipient.objects.filter(message__login_id__in=login_ids,
+                                     message__received_at__gte=since,
+                                     message__kind=Message.Kind.SUBMISSION)
+            .values_list("message__login_id", "state").annotate(n=Count("id")))
+    for login_id, state, n in rows:
+        f = figures[login_id]
+        f.sent += n
+        # A bounced recipient was delivered first.
+        if state in (State.DELIVERED, State.BOUNCED):
+            f.delivered += n
+    events = (Event.objects.filter(type__in=(Event.Type.BOUNCE, Event.Type.COMPLAINT),
+                                   message__login_id__in=login_ids, time__gte=since)
+              .values_list("message__login_id", "type", "data__class").annotate(n=Count("id")))
+    for login_id, type_, klass, n in events:
+        f = figures[login_id]
+        if type_ == Event.Type.COMPLAINT:
+            f.complaints += n
+        elif klass == "hard":
+            f.hard += n
+        elif klass == "soft":
+            f.soft += n
+    return figures
 
 
 # -- the message as delivered -----------------------------------------------------------------

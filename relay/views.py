@@ -20,9 +20,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from credentials.services import FEATURES
 from credentials.views import staff_only
+from events.models import Event
 
 from . import queue, services
-from .forms import MessageSearchForm
+from .forms import BounceSearchForm, MessageSearchForm
 from .models import Message, Recipient
 
 log = logging.getLogger("relay.views")
@@ -116,8 +117,11 @@ def message_page(request: HttpRequest, queue_id: str) -> HttpResponse:
 @never_cache
 @require_GET
 def message_raw(request: HttpRequest, queue_id: str) -> HttpResponse:
-    """The message as received (or ?recipient=: that recipient's captured copy), to download."""
-    message = _message_or_404(request, queue_id)
+    """The message as received (or ?recipient=: that recipient's captured copy), to download.
+    Intake mail is also its original's owner's to read (the raw report of a bounce)."""
+    message = services.raw_message(request.user, queue_id)
+    if message is None:
+        raise Http404("no such message")
     filename = f"{message.queue_id}.eml"
     data = bytes(message.raw)
     if request.GET.get("recipient"):
@@ -199,3 +203,18 @@ def message_delete(request: HttpRequest, queue_id: str) -> HttpResponse:
         messages.success(request, f"Message {message.queue_id} deleted.")
         return redirect("messages")
     return render(request, "relay/message_delete.html", {"msg": message})
+
+
+@require_GET
+def bounce_list(request: HttpRequest) -> HttpResponse:
+    """Recent bounces and complaints of the user's messages (staff: everyone's)."""
+    form = BounceSearchForm(request.GET)
+    if form.is_valid():
+        data = {k: v.strip() for k, v in form.cleaned_data.items()}
+        found, status = services.bounces(request.user, **data), 200
+    else:
+        found, status = Event.objects.none(), 400
+    page, query = _page(request, found)
+    context = {"form": form, "page": page, "query": query, "rows": list(page.object_list),
+               "filtered": form.is_valid() and any(form.cleaned_data.values())}
+    return render(request, "relay/bounces.html", context, status=status)

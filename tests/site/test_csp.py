@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from credentials import services
 from credentials.models import AuditEntry
+from events.services import record
 from relay import suppression
 from relay.models import Message, Recipient
 from smtpeter_site.csp import POLICY
@@ -43,6 +44,8 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
     Recipient.objects.create(message=message, address="b@example.org")
     qid = message.queue_id
     entry = suppression.add(staff.pk, "c@example.org", "manual", actor=staff)
+    record("bounce", message, None, {"class": "hard", "reason": "invalid_recipient",
+                                     "status": "5.1.1", "intake": qid})
     return {
         # URL name -> the pages of it that are visited (signed in as a staff user)
         "signin": ["/signin/"],
@@ -70,6 +73,7 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "message_release": [f"/messages/{qid}/release/"],
         "message_delete": [f"/messages/{qid}/delete/"],
         "outbox": ["/outbox/"],
+        "bounces": ["/bounces/", "/bounces/?bounce_class=hard&reason=invalid_recipient"],
         "suppressions": ["/suppressions/", "/suppressions/?q=x&state=all"],
         "suppression_add": ["/suppressions/add/"],
         "suppression_import": ["/suppressions/import/"],
