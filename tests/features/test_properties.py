@@ -270,7 +270,15 @@ def test_the_click_endpoint_finds_the_links_the_render_made(raw, features):
     from features.render import link_lists
 
     prepared = prepare(raw, features)
-    assert link_lists(raw, features) == (prepared.links, prepared.images)
+    # An HTML parser (css-inline's) turns NUL into U+FFFD; the scanner keeps it. Only the
+    # character differs, never the index, and such a link answers 404 by the token's URL check.
+    # (Delivered mail has its lists stored, so this fallback serves older mail only.)
+    assert nul_as_parsed(link_lists(raw, features)) == nul_as_parsed(
+        (prepared.links, prepared.images))
+
+
+def nul_as_parsed(lists: tuple[list[str], list[str]]) -> tuple[list[str], list[str]]:
+    return tuple([url.replace("\x00", "\ufffd") for url in urls] for urls in lists)
 
 
 @SETTINGS

@@ -207,7 +207,19 @@ def test_kill_9_mid_delivery_loses_nothing(servers, alice):
     first = servers("delivery", **slow)
     leased = Recipient.objects.exclude(leased_by="").exclude(state="delivered")
     # Killed while it holds claims: those must come back when their leases expire.
-    wait_for(lambda: done.count() >= 10 and leased.exists(), what="deliveries under way")
+    wait_for(lambda: done.count() >= 10, what="deliveries under way")
+
+    def frozen_holding_claims() -> bool:
+        # Frozen (SIGSTOP), the process can neither finish nor take claims: what is leased now
+        # is what the kill cuts. Between two claims it holds none; let it go on and try again.
+        first.proc.send_signal(signal.SIGSTOP)
+        if leased.exists():
+            return True
+        first.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+        return False
+
+    wait_for(frozen_holding_claims, what="the worker frozen while it holds claims")
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
     cut_at, in_flight = done.count(), leased.count()
