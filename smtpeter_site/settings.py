@@ -245,7 +245,7 @@ SMTP_OUT_CA_FILE = env("SMTP_OUT_CA_FILE", default="")
 # mx: to the recipients' mail servers; capture: stored as delivered, shown in the Outbox.
 DELIVERY_MODE = env_choice(env, "DELIVERY_MODE", "mx", ["mx", "capture"])
 DELIVERY_CONCURRENCY = env_int(env, "DELIVERY_CONCURRENCY", 100, minimum=1)  # sends at once
-DELIVERY_BATCH = env_int(env, "DELIVERY_BATCH", 200, minimum=1)  # recipients per claim
+DELIVERY_BATCH = env_int(env, "DELIVERY_BATCH", 1000, minimum=1)  # recipients per claim
 DELIVERY_TRANSACTION_RECIPIENTS = env_int(env, "DELIVERY_TRANSACTION_RECIPIENTS", 50, minimum=1)
 # Connections to one next hop (host, address, port), as Postfix's defaults.
 DELIVERY_DESTINATION_CONCURRENCY = env_int(env, "DELIVERY_DESTINATION_CONCURRENCY", 20,
