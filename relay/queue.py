@@ -25,6 +25,7 @@ from events.models import Event
 from events.services import NewEvent, record_many
 from smtpeter_site.db import insert_sql
 
+from .classify import classify
 from .dsn import dsn_wanted
 from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink
 from .reports_out import Outcome, queue_reports
@@ -275,17 +276,19 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
             .filter(pk__in=list(by_id), leased_by=worker_id)
             .values_list("id", "message_id", "state", "attempts", "first_deferred_at",
                          "message__received_at", "message__max_deliver_until", "notify",
-                         "dsn_sent", "dsn_delayed_sent")
+                         "dsn_sent", "dsn_delayed_sent", "address", "message__owner_id",
+                         "message__dsn_of_id")
         )
         if len(rows) < len(by_id):
             mine = {row[0] for row in rows}
             log.warning("%d outcome(s) dropped: lease lost or recipient deleted (ids %s)",
                         len(by_id) - len(rows), sorted(set(by_id) - mine)[:20])
         attempts, captures, events, reports = [], [], [], []
+        hard: list[tuple[int, int, str, str]] = []  # (event index, owner, address, detail)
         delivered: dict[tuple, list[int]] = defaultdict(list)
         delay_after = timedelta(seconds=settings.DSN_DELAY_AFTER)
         for (rid, message_id, state, tries, first_deferred, received, until, notify, dsn_sent,
-             delayed_sent) in rows:
+             delayed_sent, address, owner_id, dsn_of) in rows:
             r = by_id[rid]
             if r.attempted:
                 attempts.append(Attempt(
@@ -334,6 +337,12 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                                   last_response=f"{EXPIRED_ENHANCED} Delivery time expired; "
                                                 f"last reply: {r.reply}")
                 fields.update(state=State.FAILED, next_attempt_at=None)
+                # The same classification as bounces that come back (relay.classify); a hard
+                # failure the next hop gave us is a hard bounce for the suppression list.
+                data["class"], data["reason"] = classify(r.code, data["enhanced"], data["text"])
+                if (data["class"] == "hard" and r.attempted and owner_id is not None
+                        and dsn_of is None):
+                    hard.append((len(events), owner_id, address, r.reply))
                 events.append(NewEvent(Event.Type.FAILURE, message_id, rid, data))
                 if not dsn_sent and dsn_wanted(notify, "failed"):
                     expired = r.outcome == Attempt.Outcome.DEFERRED
@@ -348,7 +357,16 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                 next_attempt_at=None, lease_until=None, leased_by="", updated=now)
         Attempt.objects.bulk_create(attempts)
         Capture.objects.bulk_create(captures)
-        record_many(events)
+        created = record_many(events)
+        if hard:
+            from .suppression import record_bounce  # it audits through this module's peers
+
+            for index, owner_id, address, detail in hard:
+                try:
+                    record_bounce(owner_id, address, "hard", detail=detail[:500],
+                                  event_id=created[index].pk, now=now)
+                except ValueError:  # an address the list cannot hold: the failure still stands
+                    log.warning("not suppressed (bad address): %r", address[:100])
         dsn_ids = queue_reports(reports, now)
         if dsn_ids and on_dsn is not None:
             transaction.on_commit(lambda: on_dsn(dsn_ids), robust=True)

@@ -362,3 +362,28 @@ def test_audit_entries_are_append_only():
         entry.save()
     with pytest.raises(ValueError, match="append-only"):
         entry.delete()
+
+
+@pytest.mark.django_db
+def test_a_hard_failure_is_classified_and_suppresses_the_address(django_user_model):
+    from relay import suppression
+
+    owner = django_user_model.objects.create_user("owner")
+    a, b, c = make(3)
+    Message.objects.filter(pk=a.message_id).update(owner=owner)
+    queue.claim("w", 10, now=T0)
+    queue.record_results("w", [
+        result(a, outcome="failed", code=550, enhanced="5.1.1", text="no such user"),
+        result(b, outcome="failed", code=552, enhanced="5.2.2", text="mailbox full"),
+        # Refused by us without an attempt (suppressed already): nothing new to learn.
+        result(c, outcome="failed", code=550, enhanced="5.7.1", text="suppressed: complaint",
+               attempted=False),
+    ], now=T0)
+    data = {e.recipient_id: e.data for e in Event.objects.filter(type="failure")}
+    assert (data[a.pk]["class"], data[a.pk]["reason"]) == ("hard", "invalid_recipient")
+    assert (data[b.pk]["class"], data[b.pk]["reason"]) == ("soft", "mailbox_full")
+    found = suppression.is_suppressed(owner.pk, [r.address for r in (a, b, c)])
+    assert list(found) == [a.address]
+    entry = found[a.address]
+    assert entry.reason == "hard_bounce"
+    assert entry.event_id == Event.objects.get(type="failure", recipient=a).pk
