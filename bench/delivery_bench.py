@@ -55,6 +55,8 @@ from smtp_accept_bench import (  # noqa: E402
     rss_kib,
 )
 
+from tests.relay.postfix import master_cf  # noqa: E402
+
 HOST = "127.0.0.1"
 DOMAINS = [f"d{i}.bench.test" for i in range(10)]
 ALL_FEATURES = "clicktracking,openstracking,preventscam,bouncetracking,inlinecss"
@@ -176,25 +178,12 @@ maillog_file_prefixes = {d}
 defer_transports = {"smtp" if deferred else ""}
 """
 
-    def _master_cf(self) -> str:
-        lines = []
-        for line in Path("/etc/postfix/master.cf").read_text().splitlines():
-            fields = line.split()
-            if not line or line[0] in "# \t" or len(fields) < 8:
-                lines.append(line)
-                continue
-            if fields[:2] == ["smtp", "inet"]:
-                fields[0] = f"127.0.0.1:{self.port}"
-            fields[4] = "n"  # no chroot: the private queue has no copies of /etc files
-            lines.append("  ".join(fields))
-        return "\n".join(lines) + "\n"
-
     def start(self, deferred: bool = False) -> BenchPostfix:
         for sub in ("etc", "spool", "data"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         shutil.chown(self.dir / "data", "postfix", "postfix")
         (self.config / "main.cf").write_text(self._main_cf(deferred))
-        (self.config / "master.cf").write_text(self._master_cf())
+        (self.config / "master.cf").write_text(master_cf(self.port))
         os.chmod(self.dir, 0o755)
         subprocess.run(["postfix", "-c", str(self.config), "start"], check=True,
                        capture_output=True, timeout=60)

@@ -23,6 +23,21 @@ from .smtp_helpers import free_port
 DOMAIN = "postfix.test"
 
 
+def master_cf(port: int) -> str:
+    """Debian's master.cf for a private instance: smtpd on 127.0.0.1:port, nothing chrooted."""
+    lines = []
+    for line in Path("/etc/postfix/master.cf").read_text().splitlines():
+        fields = line.split()
+        if not line or line[0] in "# \t" or len(fields) < 8:
+            lines.append(line)
+            continue
+        if fields[:2] == ["smtp", "inet"]:
+            fields[0] = f"127.0.0.1:{port}"
+        fields[4] = "n"  # no chroot: the private queue has no copies of /etc files
+        lines.append("  ".join(fields))
+    return "\n".join(lines) + "\n"
+
+
 class Postfix:
     def __init__(self) -> None:
         # Under /tmp itself: Postfix's daemons run as the postfix user, and pytest's tmp_path
@@ -60,19 +75,6 @@ message_size_limit = 100000
 smtpd_client_connection_rate_limit = 0
 """
 
-    def _master_cf(self) -> str:
-        lines = []
-        for line in Path("/etc/postfix/master.cf").read_text().splitlines():
-            fields = line.split()
-            if not line or line[0] in "# \t" or len(fields) < 8:
-                lines.append(line)
-                continue
-            if fields[:2] == ["smtp", "inet"]:
-                fields[0] = f"127.0.0.1:{self.port}"
-            fields[4] = "n"  # no chroot: the private queue has no copies of /etc files
-            lines.append("  ".join(fields))
-        return "\n".join(lines) + "\n"
-
     def start(self) -> Postfix:
         self.port = free_port()
         for sub in ("etc", "spool", "data"):
@@ -80,7 +82,7 @@ smtpd_client_connection_rate_limit = 0
         shutil.chown(self.dir / "data", "postfix", "postfix")  # as /var/lib/postfix
         write_self_signed(self.dir / "cert.pem", self.dir / "key.pem", [f"mx.{DOMAIN}"])
         (self.config / "main.cf").write_text(self._main_cf())
-        (self.config / "master.cf").write_text(self._master_cf())
+        (self.config / "master.cf").write_text(master_cf(self.port))
         os.chmod(self.dir, 0o755)
         started = subprocess.run(["postfix", "-c", str(self.config), "start"],
                                  capture_output=True, timeout=60)
