@@ -447,8 +447,20 @@ def raw_and_features(message_id: int) -> tuple[bytes, dict] | None:
 
 
 def recipient_exists(message_id: int, recipient_id: int) -> bool:
-    """Whether the recipient is one of the message's (a token names both)."""
-    return Recipient.objects.filter(pk=recipient_id, message_id=message_id).exists()
+    """Whether the recipient is one of the message's (a token names both). On every click:
+    a prepared statement, like tracked_url(), not an ORM query compiled each time."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(_recipient_sql(conn), [recipient_id, message_id])
+        return cursor.fetchone() is not None
+
+
+@per_vendor
+def _recipient_sql(conn) -> str:
+    qn = conn.ops.quote_name
+    meta = Recipient._meta
+    return (f"SELECT 1 FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = %s"
+            f" AND {qn(meta.get_field('message').column)} = %s")
 
 
 def tracked_url(message_id: int, kind: str, position: int) -> tuple[bool, str | None]:
