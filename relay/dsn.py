@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 
+from features.mime import header_end
+
 ACTIONS = ("failed", "delayed", "delivered", "relayed")
 MAX_FULL_SIZE = 100_000
 MAX_HEADER_SIZE = 64 * 1024
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 
 _SUBJECTS = {
@@ -112,8 +113,7 @@ def _date(value: datetime) -> str:
 
 
 def _header_block(original: bytes, limit: int) -> bytes:
-    match = _HEADER_END.search(original)
-    header = original[: match.start()] if match else original
+    header = original[: header_end(original)[0]]
     header = _LINE_ENDS.sub(b"\r\n", header)
     if len(header) > limit:
         cut = header.rfind(b"\r\n", 0, limit)
