@@ -188,3 +188,36 @@ def any_filter(form: forms.Form) -> bool:
     return form.is_valid() and any(v not in (None, "", []) for v in form.cleaned_data.values())
 
 
+
+
+class ApiKeyForm(forms.Form):
+    """A new REST API key: its name, scope and optional expiry (a date, the key works through
+    the end of the day before)."""
+
+    name = forms.CharField(max_length=100, help_text="What uses it, e.g. “billing app”.")
+    scope = forms.ChoiceField(
+        choices=[("read", "Read-only: events, messages, logins, suppressions"),
+                 ("write", "Read-write: also send mail and change logins and suppressions")],
+        initial="read", widget=forms.RadioSelect)
+    expires = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                              help_text="Optional. The key stops working at 00:00 UTC of "
+                                        "this day.")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("A key needs a name.")
+        return name
+
+    def clean_expires(self):
+        from datetime import UTC, datetime, time
+
+        from django.utils import timezone
+
+        day = self.cleaned_data.get("expires")
+        if day is None:
+            return None
+        when = datetime.combine(day, time(0), tzinfo=UTC)
+        if when <= timezone.now():
+            raise forms.ValidationError("Choose a day in the future.")
+        return when

@@ -1,4 +1,4 @@
-"""SMTP logins, their feature toggles, and the append-only audit log."""
+"""SMTP logins, their feature toggles, REST API keys, and the append-only audit log."""
 from __future__ import annotations
 
 from django.conf import settings
@@ -98,6 +98,9 @@ class AuditEntry(models.Model):
         DISABLED = "disabled", "disabled"
         PASSWORD_RESET = "password_reset", "password reset"
         DELETED = "deleted", "deleted"
+        # API keys (credentials.apikeys): login is empty, details name the key.
+        API_KEY_CREATED = "api_key_created", "API key created"
+        API_KEY_REVOKED = "api_key_revoked", "API key revoked"
 
     time = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
@@ -157,3 +160,31 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("audit entries are append-only")
+
+
+class ApiKey(models.Model):
+    """A REST API key: a random 256-bit token of which only the SHA-256 digest is stored
+    (credentials.apikeys); read-only or read-write; revoked keys stay, for the record."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "read-only"
+        WRITE = "write", "read-write"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    # The token's first characters, shown in lists so that a person can tell keys apart.
+    prefix = models.CharField(max_length=16, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

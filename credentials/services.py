@@ -34,6 +34,8 @@ Action = AuditEntry.Action
 log = logging.getLogger("credentials.audit")
 # Who is deleting users right now, for the audit entries of their logins (see receivers.py).
 _acting: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("acting", default=None)
+# The API key a change is made with (api/ sets it per request): the audit names it.
+_key: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("key", default=None)
 
 
 def generate_password() -> str:
@@ -58,7 +60,8 @@ def _audit(
     after: dict | None = None,
     details: dict | None = None,
 ) -> AuditEntry:
-    actor_name = actor.get_username() if actor is not None else "system"
+    actor_name = actor_label(actor)
+    details = {**(details or {}), **key_details()}
     # Names, action and address only: passwords and hashes never reach a log line.
     log.info(
         "login %s of %s: %s by %s from %s",
@@ -211,6 +214,32 @@ def delete_login(
 
 
 @contextlib.contextmanager
+def through_key(key_id: int, name: str) -> Iterator[None]:
+    """Changes made inside are made with this API key: the audit entries (of logins and of
+    suppressions) name it after the owner, "alice (API key #3 deploy)", and in details."""
+    token = _key.set((key_id, name))
+    try:
+        yield
+    finally:
+        _key.reset(token)
+
+
+def actor_label(actor: User | None) -> str:
+    """The audit's "by": the user's name, with the API key they acted through if any."""
+    name = actor.get_username() if actor is not None else "system"
+    key = _key.get()
+    if key is None:
+        return name
+    return f"{name} (API key #{key[0]} {key[1]})"[:150]
+
+
+def key_details() -> dict:
+    """{"api_key": {...}} for an audit entry's details when made through an API key, else {}."""
+    key = _key.get()
+    return {} if key is None else {"api_key": {"id": key[0], "name": key[1]}}
+
+
+@contextlib.contextmanager
 def acting(actor: User | None, ip: str | None = None) -> Iterator[None]:
     """Name the actor and address for deletions that happen deeper down (a user's logins)."""
     token = _acting.set((actor, ip))
@@ -234,6 +263,15 @@ def delete_logins_of(owner: User) -> int:
 def logins_of(owner: User) -> QuerySet[Login]:
     """The owner's logins, by username: what other apps may offer the owner to choose from."""
     return Login.objects.filter(owner=owner).order_by("username")
+
+
+def own_login(owner: User, username: str) -> Login | None:
+    """The owner's login with this username, or None (another owner's is None too)."""
+    return Login.objects.filter(owner=owner, username=username).first()
+
+
+def own_login_by_id(owner: User, login_id: int) -> Login | None:
+    return Login.objects.select_related("owner").filter(owner=owner, pk=login_id).first()
 
 
 def owns_login(owner: User, login_id: int) -> bool:

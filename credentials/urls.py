@@ -1,7 +1,7 @@
-"""Dashboard URLs: sign-in, logins, connect, staff audit."""
+"""Dashboard URLs: sign-in, logins, connect, API keys, staff audit."""
 from django.urls import path
 
-from . import views
+from . import apikey_views, views
 
 urlpatterns = [
     path("signin/", views.SigninView.as_view(), name="signin"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("logins/<int:login_id>/reset/", views.login_reset, name="login_reset"),
     path("logins/<int:login_id>/delete/", views.login_delete, name="login_delete"),
     path("connect/", views.connect, name="connect"),
+    path("api-keys/", apikey_views.api_keys, name="api_keys"),
+    path("api-keys/<int:key_id>/revoke/", apikey_views.api_key_revoke, name="api_key_revoke"),
     path("audit/", views.audit_logins, name="audit_logins"),
     path("audit/logins.csv", views.audit_logins_csv, name="audit_logins_csv"),
     path("audit/log/", views.audit_log, name="audit_log"),

@@ -22,6 +22,8 @@ from smtpeter_site.db import insert_sql, per_vendor
 from .models import Event
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from relay.models import Message, Recipient
 
 TYPES = frozenset(Event.Type.values)
@@ -161,3 +163,31 @@ def for_message(message_id: int, recipient_ids: list[int] | None = None,
     if recipient_ids is not None:
         events = events.filter(Q(recipient__isnull=True) | Q(recipient_id__in=recipient_ids))
     return list(events.order_by("time", "id")[:limit])
+
+
+def search(owner_id: int, *, type: str = "", queue_id: str = "", recipient: str = "",
+           login: str = "", tag: str = "", since: datetime | None = None,
+           until: datetime | None = None) -> QuerySet[Event]:
+    """The events of the owner's messages, newest first, with message, recipient and login
+    loaded: of one type, one message (queue id), one recipient address (any case), one login
+    (username), one tag, and in [since, until). Empty filters match everything."""
+    from relay.services import with_tag
+
+    events = (Event.objects.filter(message__owner_id=owner_id)
+              .select_related("message", "message__login", "recipient")
+              .defer("message__raw"))
+    if type:
+        events = events.filter(type=type)
+    if queue_id:
+        events = events.filter(message__queue_id=queue_id)
+    if recipient:
+        events = events.filter(recipient__address__iexact=recipient)
+    if login:
+        events = events.filter(message__login__username=login)
+    if tag:
+        events = with_tag(events, tag, "message__tags")
+    if since is not None:
+        events = events.filter(time__gte=since)
+    if until is not None:
+        events = events.filter(time__lt=until)
+    return events.order_by("-time", "-id")

@@ -42,24 +42,25 @@ STATE_ORDER = [State.FAILED, State.BOUNCED, State.DEFERRED, State.HELD, State.QU
 # -- who sees what ---------------------------------------------------------------------------
 
 
-def visible_messages(user: User) -> QuerySet[Message]:
-    """The messages ``user`` may see (their own; staff: all), without their raw bytes."""
+def visible_messages(user: User, own: bool = False) -> QuerySet[Message]:
+    """The messages ``user`` may see (their own; staff: all, unless ``own``, as the REST API
+    asks), without their raw bytes."""
     messages = Message.objects.defer("raw")
-    if not user.is_staff:
+    if own or not user.is_staff:
         messages = messages.filter(owner=user)
     return messages
 
 
-def visible_message(user: User, queue_id: str) -> Message | None:
+def visible_message(user: User, queue_id: str, own: bool = False) -> Message | None:
     """One message by queue id, or None when it does not exist or is not ``user``'s."""
-    return (visible_messages(user).select_related("login", "owner", "dsn_of")
+    return (visible_messages(user, own).select_related("login", "owner", "dsn_of")
             .filter(queue_id=queue_id).first())
 
 
-def raw_message(user: User, queue_id: str) -> Message | None:
+def raw_message(user: User, queue_id: str, own: bool = False) -> Message | None:
     """A message ``user`` may download as received: one they may see, or intake mail that
     reports on one of their messages (a bounce, complaint or auto-reply; relay.intake)."""
-    message = visible_message(user, queue_id)
+    message = visible_message(user, queue_id, own)
     if message is None and user.is_authenticated:
         message = (Message.objects.defer("raw")
                    .filter(queue_id=queue_id, kind=Message.Kind.BOUNCE,
@@ -87,11 +88,14 @@ class Criteria:
     kind: str = "outbound"  # outbound (submissions and DSNs), intake, or all (staff only)
 
 
-def search(user: User, criteria: Criteria) -> QuerySet[Message]:
-    """The messages ``user`` may see that match ``criteria``, newest first."""
+def search(user: User, criteria: Criteria, own: bool = False) -> QuerySet[Message]:
+    """The messages ``user`` may see (``own``: only their own) that match ``criteria``,
+    newest first."""
     c = criteria
-    messages = visible_messages(user).select_related("login", "owner")
-    if c.kind == "intake" and user.is_staff:
+    messages = visible_messages(user, own).select_related("login", "owner")
+    if own:
+        messages = messages.exclude(kind=Message.Kind.BOUNCE)
+    elif c.kind == "intake" and user.is_staff:
         messages = messages.filter(kind=Message.Kind.BOUNCE)
     elif c.kind != "all" or not user.is_staff:
         # Intake (bounces, complaints, replies to VERP addresses) is no customer's sent mail.
@@ -111,21 +115,23 @@ def search(user: User, criteria: Criteria) -> QuerySet[Message]:
     if c.login:
         messages = messages.filter(login__username__icontains=c.login)
     if c.tag:
-        messages = _with_tag(messages, c.tag)
+        messages = with_tag(messages, c.tag)
     if c.date_from:
         messages = messages.filter(received_at__date__gte=c.date_from)
     if c.date_to:
         messages = messages.filter(received_at__date__lte=c.date_to)
-    if c.customer and user.is_staff:
+    if c.customer and user.is_staff and not own:
         messages = messages.filter(owner__username__iexact=c.customer)
     return messages.order_by("-received_at", "-id")
 
 
-def _with_tag(messages: QuerySet[Message], tag: str) -> QuerySet[Message]:
+def with_tag(rows: QuerySet, tag: str, field: str = "tags") -> QuerySet:
+    """``rows`` whose JSON list ``field`` (a message's tags, or "message__tags" from an event)
+    holds ``tag``."""
     if connection.features.supports_json_field_contains:
-        return messages.filter(tags__contains=[tag])
+        return rows.filter(**{f"{field}__contains": [tag]})
     # SQLite keeps the JSON text as Django wrote it (json.dumps): a tag is a quoted element.
-    return (messages.annotate(tags_text=Cast("tags", TextField()))
+    return (rows.annotate(tags_text=Cast(field, TextField()))
             .filter(tags_text__contains=json.dumps(tag)))
 
 

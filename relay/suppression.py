@@ -145,17 +145,28 @@ def search(owner_id: int | None, text: str = "", reason: str = "", state: str = 
     return qs.order_by("-created", "-id")
 
 
+def entry(owner_id: int, entry_id: int) -> Suppression | None:
+    """One entry of the owner's list by id (another owner's is None, as a missing one)."""
+    return Suppression.objects.filter(owner_id=owner_id, pk=entry_id).first()
+
+
+def is_active(entry: Suppression, now: datetime | None = None) -> bool:
+    return entry.expires_at is None or entry.expires_at > (now or timezone.now())
+
+
 # -- changes -------------------------------------------------------------------------------
 
 
 def _audit(action: str, owner_id: int, address: str, actor: User | None, ip: str | None,
            reason: str = "", details: dict | None = None,
            owner_name: str | None = None) -> SuppressionAudit:
+    from credentials.services import actor_label, key_details
+
     return SuppressionAudit(
         action=action, actor=actor if actor is not None and actor.pk else None,
-        actor_name=actor.get_username() if actor is not None else "system",
+        actor_name=actor_label(actor),
         owner_id=owner_id, owner_name=owner_name or _owner_name(owner_id), address=address,
-        reason=reason, ip=ip or None, details=details or {})
+        reason=reason, ip=ip or None, details={**(details or {}), **key_details()})
 
 
 def _owner_name(owner_id: int) -> str:

@@ -65,6 +65,10 @@ INSTALLED_APPS = [
     "features",
     "relay",
     "events",
+    "api",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
 ]
 
 MIDDLEWARE = [
@@ -278,6 +282,35 @@ TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing
 CSS_INLINER = env_choice(env, "CSS_INLINER", "css-inline", ["css-inline", "premailer"])
 # A click or open this soon after delivery is flagged "fast" (likely a scanner, not a person).
 TRACKING_FAST_SECONDS = env_float(env, "TRACKING_FAST_SECONDS", 2.0)
+
+# --- REST API (api/) ---------------------------------------------------
+# Requests per minute one API key may make; past it the API answers 429 with Retry-After.
+API_RATE_LIMIT = env_int(env, "API_RATE_LIMIT", 600, minimum=1)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.KeyScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.auth.PerKeyThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"key": f"{API_RATE_LIMIT}/min"},
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Cursor",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.handler",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "iso-8601",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "smtpeter API",
+    "DESCRIPTION": "Messages, events, logins and suppressions of the API key's owner. "
+                   "See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 LOG_LEVEL = env_choice(env, "LOG_LEVEL", "INFO",
                        ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], fold_case=True)

@@ -1,10 +1,11 @@
 """URL map: dashboard at / (messages and Outbox from relay), tracking endpoints at /t/, Django
-admin at /admin/."""
+admin at /admin/, REST API at /api/ (api.urls)."""
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("api.urls")),
     path("t/", include("features.urls")),
     path("preview/", include("features.dashboard_urls")),
     path("", include("relay.urls")),

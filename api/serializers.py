@@ -1,0 +1,281 @@
+"""What goes in and out of the API, as DRF serializers: they validate input (400 with field
+errors) and, through drf-spectacular, are the OpenAPI schema of every body."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from credentials.services import FEATURES
+from events.models import Event
+from features.overrides import MAX_TAG_LENGTH, MAX_TAGS
+from relay.models import Attempt, Recipient, Suppression
+
+FEATURE_NAMES = [name for name, _, _ in FEATURES]
+MACHINE_TYPES = {Event.Type.OPEN, Event.Type.CLICK}
+
+
+def _text(max_length: int, **kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=max_length, required=False, allow_blank=True,
+                                 **kwargs)
+
+
+class NoNulCharField(serializers.CharField):
+    """Text without NUL (PostgreSQL refuses it in text columns)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if "\x00" in value:
+            raise serializers.ValidationError("NUL characters are not allowed.")
+        return value
+
+
+# -- events ---------------------------------------------------------------------------------
+
+class EventFilter(serializers.Serializer):
+    type = serializers.ChoiceField(choices=sorted(Event.Type.values), required=False)
+    message = NoNulCharField(max_length=20, required=False, help_text="a queue id")
+    recipient = NoNulCharField(max_length=512, required=False, help_text="an address, any case")
+    login = NoNulCharField(max_length=64, required=False, help_text="a login's username")
+    tag = NoNulCharField(max_length=MAX_TAG_LENGTH, required=False)
+    since = serializers.DateTimeField(required=False, help_text="RFC 3339; inclusive")
+    until = serializers.DateTimeField(required=False, help_text="RFC 3339; exclusive")
+
+
+class EventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=sorted(Event.Type.values))
+    time = serializers.DateTimeField()
+    message = serializers.CharField(allow_null=True, help_text="the message's queue id")
+    recipient = serializers.CharField(allow_null=True, help_text="the recipient's address")
+    login = serializers.CharField(allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField())
+    data = serializers.DictField(help_text="the type's fields: status, reason, url, ...")
+    flags = serializers.ListField(child=serializers.CharField())
+    machine = serializers.BooleanField(
+        help_text="an open or click flagged as a machine's (scanner, proxy, prefetch)")
+
+
+def event_out(event: Event, message=None, address: str | None = None) -> dict:
+    """An event as EventOut; ``message`` and ``address`` when the caller has them at hand
+    (else read from the event's loaded message and recipient)."""
+    message = message if message is not None else event.message
+    if address is None and event.recipient_id:
+        address = event.recipient.address
+    return {
+        "id": event.pk, "type": event.type, "time": event.time,
+        "message": message.queue_id if message is not None else None,
+        "recipient": address,
+        "login": message.login.username if message is not None and message.login else None,
+        "tags": list(message.tags or []) if message is not None else [],
+        "data": event.data or {}, "flags": list(event.flags or []),
+        "machine": event.type in MACHINE_TYPES and bool(event.flags),
+    }
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+class MessageFilter(serializers.Serializer):
+    recipient = NoNulCharField(max_length=512, required=False, help_text="part of an address")
+    sender = NoNulCharField(max_length=512, required=False, help_text="part of MAIL FROM")
+    subject = NoNulCharField(max_length=998, required=False, help_text="part of the subject")
+    login = NoNulCharField(max_length=64, required=False, help_text="part of a username")
+    tag = NoNulCharField(max_length=MAX_TAG_LENGTH, required=False)
+    status = serializers.ChoiceField(
+        choices=sorted(set(Recipient.State.values) - {Recipient.State.INTAKE}), required=False,
+        help_text="messages with at least one recipient in this state")
+    date_from = serializers.DateField(required=False, help_text="RFC 3339 full-date")
+    date_to = serializers.DateField(required=False, help_text="RFC 3339 full-date, inclusive")
+
+
+class StateCount(serializers.Serializer):
+    state = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class FeaturesField(serializers.Serializer):
+    clicktracking = serializers.BooleanField(required=False)
+    openstracking = serializers.BooleanField(required=False)
+    preventscam = serializers.BooleanField(required=False)
+    bouncetracking = serializers.BooleanField(required=False)
+    inlinecss = serializers.BooleanField(required=False)
+
+
+class MessageOut(serializers.Serializer):
+    id = serializers.CharField(help_text="the queue id")
+    received_at = serializers.DateTimeField()
+    mail_from = serializers.CharField(allow_blank=True, help_text='MAIL FROM as received; "" '
+                                      "is the null sender")
+    subject = serializers.CharField(allow_blank=True)
+    login = serializers.CharField(allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField())
+    features = serializers.DictField(child=serializers.BooleanField(),
+                                     help_text="the features applied (login's, with overrides)")
+    size = serializers.IntegerField()
+    recipients_total = serializers.IntegerField()
+    states = StateCount(many=True)
+
+
+class AttemptOut(serializers.ModelSerializer):
+    class Meta:
+        model = Attempt
+        fields = ["time", "host", "ip", "port", "tls_version", "tls_cipher", "code",
+                  "enhanced", "text", "duration_ms", "outcome"]
+
+
+class RecipientOut(serializers.Serializer):
+    address = serializers.CharField()
+    state = serializers.ChoiceField(choices=sorted(Recipient.State.values))
+    mail_from_sent = serializers.CharField(
+        allow_null=True, allow_blank=True,
+        help_text="the envelope sender as sent (or as it will be sent) to this recipient")
+    attempts = AttemptOut(many=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_response = serializers.CharField(allow_blank=True)
+
+
+class EnvelopeReceived(serializers.Serializer):
+    mail_from = serializers.CharField(allow_blank=True)
+    rcpt_to = serializers.ListField(child=serializers.CharField())
+    ret = serializers.CharField(allow_blank=True)
+    envid = serializers.CharField(allow_blank=True)
+
+
+class MessageDetailOut(MessageOut):
+    envelope = EnvelopeReceived(help_text="as received; as sent is per recipient")
+    recipients = RecipientOut(many=True, help_text="the first 100")
+    events = EventOut(many=True)
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+class AttachmentIn(serializers.Serializer):
+    filename = NoNulCharField(max_length=255)
+    content_type = serializers.RegexField(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$",
+                                          max_length=255)
+    content = serializers.CharField(help_text="base64")
+
+
+class TagField(NoNulCharField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if "," in value:
+            raise serializers.ValidationError("A tag cannot hold a comma.")
+        return value
+
+
+class SendIn(serializers.Serializer):
+    login = NoNulCharField(max_length=64, help_text="the username of one of your logins; its "
+                           "features apply")
+    raw = NoNulCharField(required=False, trim_whitespace=False,
+                         help_text="a whole RFC 5322 message (then mail_from and rcpt_to)")
+    mail_from = NoNulCharField(max_length=512, required=False, allow_blank=True,
+                               help_text="envelope sender; default: the from address")
+    rcpt_to = serializers.ListField(child=NoNulCharField(max_length=512), required=False,
+                                    help_text="envelope recipients; default: to, cc and bcc")
+    to = serializers.ListField(child=NoNulCharField(max_length=998), required=False)
+    cc = serializers.ListField(child=NoNulCharField(max_length=998), required=False)
+    bcc = serializers.ListField(child=NoNulCharField(max_length=512), required=False)
+    subject = NoNulCharField(max_length=998, required=False, allow_blank=True)
+    text = NoNulCharField(required=False, allow_blank=True, trim_whitespace=False)
+    html = NoNulCharField(required=False, allow_blank=True, trim_whitespace=False)
+    tags = serializers.ListField(child=TagField(max_length=MAX_TAG_LENGTH), required=False,
+                                 max_length=MAX_TAGS)
+    headers = serializers.DictField(child=NoNulCharField(max_length=998, allow_blank=True),
+                                    required=False, help_text="extra header fields, e.g. "
+                                    "X-SMTPeter-TrackClicks")
+    attachments = AttachmentIn(many=True, required=False)
+
+    def validate(self, attrs):
+        if "raw" in attrs:
+            extra = sorted(set(attrs) & {"from", "to", "cc", "bcc", "subject", "text", "html",
+                                         "tags", "headers", "attachments"})
+            if extra:
+                raise serializers.ValidationError(
+                    {name: ["Not with raw: put it in the message."] for name in extra})
+            missing = {n: ["Required with raw."] for n in ("mail_from", "rcpt_to")
+                       if n not in attrs}
+            if missing:
+                raise serializers.ValidationError(missing)
+        else:
+            if "from" not in attrs:
+                raise serializers.ValidationError({"from": ["Required without raw."]})
+            if not (attrs.get("to") or attrs.get("cc") or attrs.get("bcc")
+                    or attrs.get("rcpt_to")):
+                raise serializers.ValidationError({"to": ["At least one recipient."]})
+        return attrs
+
+
+# "from" is a Python keyword: declared by name.
+SendIn._declared_fields["from"] = NoNulCharField(
+    max_length=998, required=False, help_text="the From header, e.g. Shop <shop@example.com>")
+
+
+class Queued(serializers.Serializer):
+    id = serializers.CharField(help_text="the queue id")
+    status = serializers.CharField()
+
+
+# -- logins ---------------------------------------------------------------------------------
+
+class LoginOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    enabled = serializers.BooleanField()
+    features = FeaturesField()
+    created = serializers.DateTimeField()
+    updated = serializers.DateTimeField()
+    last_used = serializers.DateTimeField(allow_null=True)
+
+
+class LoginWithPassword(LoginOut):
+    password = serializers.CharField(help_text="shown this once; not stored")
+
+
+class PasswordOut(serializers.Serializer):
+    password = serializers.CharField(help_text="shown this once; not stored")
+
+
+def login_out(login) -> dict:
+    return {"id": login.pk, "username": login.username, "description": login.description,
+            "enabled": login.enabled, "features": login.featureset(), "created": login.created,
+            "updated": login.updated, "last_used": login.last_used}
+
+
+class LoginIn(serializers.Serializer):
+    description = NoNulCharField(max_length=200, required=False, allow_blank=True)
+    features = FeaturesField(required=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+# -- suppressions -------------------------------------------------------------------------------
+
+class SuppressionFilter(serializers.Serializer):
+    q = NoNulCharField(max_length=320, required=False, help_text="part of the address")
+    reason = serializers.ChoiceField(choices=Suppression.Reason.values, required=False)
+    state = serializers.ChoiceField(choices=["active", "expired", "all"], required=False,
+                                    help_text="default: active")
+
+
+class SuppressionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    address = serializers.CharField()
+    reason = serializers.ChoiceField(choices=Suppression.Reason.values)
+    detail = serializers.CharField(allow_blank=True)
+    source = serializers.ChoiceField(choices=Suppression.Source.values)
+    created = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    active = serializers.BooleanField()
+
+
+class SuppressionIn(serializers.Serializer):
+    address = NoNulCharField(max_length=320)
+    reason = serializers.ChoiceField(choices=Suppression.Reason.values, required=False,
+                                     help_text="default: manual")
+    detail = NoNulCharField(max_length=1000, required=False, allow_blank=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True,
+                                           help_text="RFC 3339; null or absent: the reason's "
+                                           "default (manual: never)")
+
+
+class ErrorOut(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,44 @@
+"""/api/v1/: the router's endpoints, the OpenAPI schema and its interactive docs.
+
+A new endpoint is one ``router.register`` line (stats and webhooks come that way once their
+services are merged). Every view here authenticates by API key, not by session: they are
+exempt from the dashboard's LoginRequiredMiddleware, and a Bearer token needs no CSRF token.
+"""
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.renderers import JSONRenderer
+from rest_framework.routers import SimpleRouter
+
+from . import docs, views
+
+router = SimpleRouter()
+router.register("events", views.EventViewSet, basename="event")
+router.register("messages", views.MessageViewSet, basename="message")
+router.register("logins", views.LoginViewSet, basename="login")
+router.register("suppressions", views.SuppressionViewSet, basename="suppression")
+
+v1 = [
+    # As the issue names it, without a trailing slash (a router action would add one).
+    path("messages/<str:queue_id>/raw", views.MessageViewSet.as_view(
+        {"get": "raw"}, renderer_classes=[views.RFC822Renderer, JSONRenderer]),
+        name="message-raw"),
+    *router.urls,
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", docs.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    re_path(r"^", views.not_found),
+]
+
+
+def _exempt(patterns) -> None:
+    for p in patterns:
+        if hasattr(p, "url_patterns"):
+            _exempt(p.url_patterns)
+        else:
+            p.callback.login_required = False
+
+
+_exempt(urlpatterns)
