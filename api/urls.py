@@ -20,7 +20,7 @@ router.register("suppressions", views.SuppressionViewSet, basename="suppression"
 v1 = [
     # As the issue names it, without a trailing slash (a router action would add one).
     path("messages/<str:queue_id>/raw", views.MessageViewSet.as_view(
-        {"get": "raw"}, renderer_classes=[views.RFC822Renderer, JSONRenderer]),
+        {"get": "raw"}, renderer_classes=[JSONRenderer, views.RFC822Renderer]),
         name="message-raw"),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

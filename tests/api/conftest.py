@@ -64,9 +64,9 @@ def api_bob(db, bob):
 
 def store_message(owner, login=None, recipients=("ann@example.com",), tags=(), **fields):
     """A stored message with recipients, as the queue writer leaves it."""
-    m = Message.objects.create(owner=owner, login=login, mail_from="shop@example.com",
-                               raw=b"Subject: hi\r\n\r\nbody\r\n", size=25, tags=list(tags),
-                               subject="hi", features={"clicktracking": True}, **fields)
+    fields = {"mail_from": "shop@example.com", "raw": b"Subject: hi\r\n\r\nbody\r\n",
+              "size": 25, "subject": "hi", "features": {"clicktracking": True}, **fields}
+    m = Message.objects.create(owner=owner, login=login, tags=list(tags), **fields)
     for address in recipients:
         Recipient.objects.create(message=m, address=address, next_attempt_at=timezone.now())
     return m
