@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -92,6 +93,11 @@ class MessageViewSet(_Base):
     serializer_class = s.MessageOut
     lookup_field = "queue_id"
     lookup_value_regex = "[0-9A-Za-z]{1,20}"
+
+    @staticmethod
+    def max_body() -> int:
+        # The largest message SMTP takes, as base64 in JSON, and room for the other fields.
+        return settings.SMTP_MAX_MESSAGE_SIZE * 4 // 3 + 1024 * 1024
 
     def _own(self, request, queue_id: str):
         message = relay.visible_message(request.user, queue_id, own=True)

@@ -10,8 +10,8 @@ envelope) or built here from fields with the standard library's email package.
 from __future__ import annotations
 
 import base64
-import contextlib
 import binascii
+import contextlib
 import email.utils
 import logging
 import re

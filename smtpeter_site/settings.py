@@ -293,7 +293,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"key": f"{API_RATE_LIMIT}/min"},
     "DEFAULT_PAGINATION_CLASS": "api.pagination.Cursor",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "api.errors.handler",
     "UNAUTHENTICATED_USER": None,

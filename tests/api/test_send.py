@@ -65,7 +65,8 @@ def test_fields_are_built_into_a_message_and_queued(api, alice, login):
 
 
 def test_raw_with_envelope(api, login):
-    raw = "From: a@example.com\nTo: b@example.com\nSubject: raw\nX-SMTPeter-TrackClicks: false\n\nhi\n"
+    raw = ("From: a@example.com\nTo: b@example.com\nSubject: raw\n"
+           "X-SMTPeter-TrackClicks: false\n\nhi\n")
     m = stored(send(api, login, raw=raw, mail_from="bounce@example.com",
                     rcpt_to=["b@example.com", "c@example.com"]))
     assert m.mail_from == "bounce@example.com" and m.subject == "raw"
@@ -88,10 +89,32 @@ def test_too_large_is_413_and_nothing_is_stored(api, login, settings):
     assert not Message.objects.exists()
 
 
-def test_a_request_body_over_django_s_limit_is_413(api, login, settings):
+def test_a_request_body_over_the_limit_is_413(api, login, settings):
+    settings.SMTP_MAX_MESSAGE_SIZE = 1000
+    r = send(api, login, raw="x" * (1024 * 1024 + 2000), mail_from="a@example.com",
+             rcpt_to=["b@example.com"])
+    assert r.status_code == 413 and "request body" in r.json()["detail"]
+
+
+def test_a_message_larger_than_django_s_form_limit_is_taken(api, login, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000  # the send endpoint has its own limit
+    line = "x" * 900 + "\r\n"
+    r = send(api, login, raw="Subject: big\r\n\r\n" + line * 100, mail_from="a@example.com",
+             rcpt_to=["b@example.com"])
+    assert r.status_code == 202
+    assert Message.objects.get().size > 90_000
+
+
+def test_other_bodies_keep_django_s_limit(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    r = send(api, login, raw="x" * 2000, mail_from="a@example.com", rcpt_to=["b@example.com"])
+    r = api.post("/api/v1/suppressions/", {"address": "a@example.com", "detail": "x" * 2000})
     assert r.status_code == 413
+
+
+def test_deeply_nested_json_is_400(api):
+    r = api.client.post("/api/v1/suppressions/", "[" * 200_000, content_type="application/json",
+                        headers=api.headers)
+    assert r.status_code == 400
 
 
 @pytest.mark.parametrize("fields,field", [
