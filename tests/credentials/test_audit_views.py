@@ -108,15 +108,20 @@ def test_audit_log_shows_every_action_done_through_the_dashboard(alice, alice_cl
     reset_url = f"/logins/{login.pk}/reset/"
     alice_client.post(reset_url, {"once": once_token(alice_client, reset_url)})
     alice_client.post(f"/logins/{login.pk}/delete/")
+    alice_client.post("/api-keys/", {"name": "deploy", "scope": "write",
+                                     "once": once_token(alice_client, "/api-keys/")})
+    key = alice.api_keys.get()
+    alice_client.post(f"/api-keys/{key.pk}/revoke/")
     expected = {choice for choice, _ in AuditEntry.Action.choices}
     assert set(AuditEntry.objects.values_list("action", flat=True)) == expected
 
     html = staff_client.get("/audit/log/").content.decode()
     shown = re.findall(r'<tr class="audit-entry" data-action="(\w+)">', html)
-    assert shown == ["deleted", "password_reset", "enabled", "disabled", "features_changed",
-                     "description_changed", "created"]
+    assert shown == ["api_key_revoked", "api_key_created", "deleted", "password_reset",
+                     "enabled", "disabled", "features_changed", "description_changed", "created"]
     assert "192.0.2.50" in html
     assert "“x” → “y”" in html
+    assert f"“deploy” <code>{key.prefix}…</code> (write)" in html
     assert re.search(r"Click tracking: <span class=\"pill on\">on</span> → "
                      r"<span class=\"pill off\">off</span>", html)
 

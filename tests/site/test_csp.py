@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from api.docs import DOCS_POLICY
 from credentials import services
 from credentials.models import AuditEntry
 from events.services import record
@@ -79,6 +80,20 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "suppression_import": ["/suppressions/import/"],
         "suppression_export": ["/suppressions/export.csv"],
         "suppression_remove": [f"/suppressions/{entry.pk}/remove/"],
+        "api_keys": ["/api-keys/"],
+        "api_key_revoke": ["/api-keys/1/revoke/"],
+        # The REST API answers a session with 401 JSON, under the same policy.
+        "event-list": ["/api/v1/events/"],
+        "message-list": ["/api/v1/messages/"],
+        "message-detail": [f"/api/v1/messages/{qid}/"],
+        "message-raw": [f"/api/v1/messages/{qid}/raw"],
+        "login-list": ["/api/v1/logins/"],
+        "login-detail": [f"/api/v1/logins/{pk}/"],
+        "login-reset-password": [f"/api/v1/logins/{pk}/reset-password/"],
+        "suppression-list": ["/api/v1/suppressions/"],
+        "suppression-detail": [f"/api/v1/suppressions/{entry.pk}/"],
+        "api-schema": ["/api/v1/schema/", "/api/v1/schema/?format=json"],
+        "api-docs": ["/api/v1/docs/", "/api/v1/docs/?script="],
     }
 
 
@@ -95,6 +110,8 @@ ADMIN_PAGES = [
 # A message's raw source and its HTML (shown in a sandboxed frame) carry a stricter policy of
 # their own: a sandbox, nothing fetched, no script.
 SANDBOXED = re.compile(r"/messages/[^/]+/(raw|html)/")
+# The API docs (Swagger UI) also take data: images and inline styles (api/docs.py).
+API_DOCS = "/api/v1/docs/"
 
 
 def assert_policy(response, url: str) -> None:
@@ -102,6 +119,9 @@ def assert_policy(response, url: str) -> None:
     if SANDBOXED.search(url):
         assert policy and policy.startswith("sandbox") and "default-src 'none'" in policy, url
         assert "script-src" not in policy or "script-src 'none'" in policy, url
+    elif url.startswith(API_DOCS):
+        assert policy == DOCS_POLICY, url
+        assert "script-src 'self';" in policy and "unsafe" not in policy.split("style-src")[0]
     else:
         assert policy == POLICY, url
     assert response.status_code < 500, url
