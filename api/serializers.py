@@ -19,12 +19,17 @@ def _text(max_length: int, **kwargs) -> serializers.CharField:
 
 
 class NoNulCharField(serializers.CharField):
-    """Text without NUL (PostgreSQL refuses it in text columns)."""
+    """Text that a database column and a message can hold: no NUL (PostgreSQL refuses it),
+    no lone surrogate (JSON's "\\ud800" is not encodable as UTF-8)."""
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if "\x00" in value:
             raise serializers.ValidationError("NUL characters are not allowed.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError("Lone surrogates are not allowed.") from None
         return value
 
 

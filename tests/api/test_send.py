@@ -141,6 +141,9 @@ def test_deeply_nested_json_is_400(api):
       "attachments": [{"filename": "a", "content_type": "text", "content": ""}]},
      "attachments"),
     ({"from": "nobody", "to": ["b@example.com"]}, "from"),
+    ({"raw": "Subject: \ud800\r\n\r\nx", "mail_from": "a@example.com",
+      "rcpt_to": ["b@example.com"]}, "raw"),
+    ({"from": "a@example.com", "to": ["b@example.com"], "subject": "two\nlines"}, "message"),
 ])
 def test_bad_input_is_400_with_the_field(api, login, fields, field):
     r = send(api, login, **fields)
