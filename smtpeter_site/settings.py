@@ -290,7 +290,6 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.BearerKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.auth.KeyScope"],
     "DEFAULT_THROTTLE_CLASSES": ["api.auth.PerKeyThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"key": f"{API_RATE_LIMIT}/min"},
     "DEFAULT_PAGINATION_CLASS": "api.pagination.Cursor",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
