@@ -1,8 +1,10 @@
 """/api/v1/: the router's endpoints, the OpenAPI schema and its interactive docs.
 
-A new endpoint is one ``router.register`` line (stats and webhooks come that way once their
-services are merged). Every view here authenticates by API key, not by session: they are
-exempt from the dashboard's LoginRequiredMiddleware, and a Bearer token needs no CSRF token.
+Paths work with and without their trailing slash (a POST redirected by APPEND_SLASH would
+lose its body). A new endpoint is one ``router.register`` line (stats and webhooks come that
+way once their services are merged). Every view here authenticates by API key, not by
+session: they are exempt from the dashboard's LoginRequiredMiddleware, and a Bearer token needs
+no CSRF token.
 """
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
@@ -12,6 +14,7 @@ from rest_framework.routers import SimpleRouter
 from . import docs, views
 
 router = SimpleRouter()
+router.trailing_slash = "/?"  # the constructor only takes on or off
 router.register("events", views.EventViewSet, basename="event")
 router.register("messages", views.MessageViewSet, basename="message")
 router.register("logins", views.LoginViewSet, basename="login")

@@ -60,3 +60,10 @@ def test_another_owner_s_entries_are_invisible(api, bob):
     assert api.get(f"/api/v1/suppressions/{theirs.pk}/").status_code == 404
     assert api.delete(f"/api/v1/suppressions/{theirs.pk}/").status_code == 404
     assert Suppression.objects.filter(pk=theirs.pk).exists()
+
+
+def test_paths_work_without_their_trailing_slash(api):
+    # A POST to a path without its slash would otherwise be redirected (losing its body).
+    r = api.post("/api/v1/suppressions", {"address": "slash@example.com"})
+    assert r.status_code == 201
+    assert api.get(f"/api/v1/suppressions/{r.json()['id']}").status_code == 200
