@@ -147,3 +147,21 @@ def test_unknown_paths_and_methods_are_json_errors(api):
     r = api.client.post("/api/v1/suppressions/", "a=b", content_type="text/plain",
                         headers=api.headers)
     assert r.status_code == 415
+
+
+def test_the_schema_is_public_openapi_3_json_and_names_the_bearer_key(db):
+    from django.test import Client
+
+    r = Client().get("/api/v1/schema/?format=json")
+    assert r.status_code == 200 and "json" in r["Content-Type"]
+    schema = r.json()
+    assert schema["openapi"].startswith("3.")
+    assert schema["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key from the dashboard's API keys page."}
+    paths = set(schema["paths"])
+    assert {"/api/v1/events/", "/api/v1/messages/", "/api/v1/messages/{queue_id}/",
+            "/api/v1/messages/{queue_id}/raw", "/api/v1/logins/", "/api/v1/logins/{id}/",
+            "/api/v1/logins/{id}/reset-password/", "/api/v1/suppressions/",
+            "/api/v1/suppressions/{id}/"} == paths
+    assert Client().get("/api/v1/docs/").status_code == 200
