@@ -22,9 +22,10 @@ router.register("suppressions", views.SuppressionViewSet, basename="suppression"
 
 v1 = [
     # As the issue names it, without a trailing slash (a router action would add one).
-    path("messages/<str:queue_id>/raw", views.MessageViewSet.as_view(
-        {"get": "raw"}, renderer_classes=[JSONRenderer, views.RFC822Renderer]),
-        name="message-raw"),
+    re_path(rf"^messages/(?P<queue_id>{views.MessageViewSet.lookup_value_regex})/raw$",
+            views.MessageViewSet.as_view(
+                {"get": "raw"}, renderer_classes=[JSONRenderer, views.RFC822Renderer]),
+            name="message-raw"),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", docs.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
