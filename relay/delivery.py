@@ -219,13 +219,13 @@ class DeliveryWorker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def stop(self) -> None:
-        """Stop claiming; let sends in flight finish for a while; give back what is left."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop claiming; let sends in flight finish for ``grace`` s; give back what is left."""
         self._stopping = True
         self._wakeup.set()
         self._room.set()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:

@@ -89,6 +89,7 @@ class SessionContext:
     login_used: Callable[[int], None]
     mx_accepts: Callable[[str], bool]  # whether the mx role takes this address without AUTH
     store: Callable[[Submission], Awaitable[None]]  # returns once the message is committed
+    draining: Callable[[], bool] = lambda: False  # the process is stopping: no new transaction
 
 
 class RelaySMTP(WireSMTP):
@@ -351,6 +352,12 @@ class RelaySMTP(WireSMTP):
             return
         if self.envelope.mail_from is not None:
             await self.push("503 5.5.1 Nested MAIL command")
+            return
+        if self.ctx.draining():
+            # The transaction before this one finished; a new one waits for another process.
+            log.info("MAIL refused from %s: shutting down", self.peer_ip)
+            await self.push("421 4.3.2 Service shutting down, try again later")
+            self.close_connection()
             return
         address, rest, error = self._parse_path(arg, "FROM:")
         if error is None and rest.strip() and not self.session.extended_smtp:

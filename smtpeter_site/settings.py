@@ -208,6 +208,10 @@ SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_UNAUTH_CONNECTIONS_P
 SMTP_UNAUTH_DATA_BUDGET = env_int(env, "SMTP_UNAUTH_DATA_BUDGET", 64 * 1024 * 1024, minimum=0)
 SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10, positive=True)
 # uvloop: TLS in C (Cython), about half the CPU per new TLS connection; asyncio is the fallback.
+# SIGTERM: sessions and deliveries in flight get this long to finish; new connections get 421.
+SMTP_STOP_GRACE = env_float(env, "SMTP_STOP_GRACE", 30)
+# Several runsmtp processes on one host share the listening ports (Linux SO_REUSEPORT).
+SMTP_REUSE_PORT = env_bool(env, "SMTP_REUSE_PORT", False)
 SMTP_EVENT_LOOP = env_choice(env, "SMTP_EVENT_LOOP", "uvloop", ["uvloop", "asyncio"])
 SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
 SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
