@@ -20,7 +20,7 @@ from django.conf import settings
 from features.tokens import parse_verp
 from smtpeter_site.keys import key_for
 
-from . import tls
+from . import metrics, tls
 from .delivery import DeliveryWorker, transport_for
 from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
@@ -183,6 +183,8 @@ class RelayServer:
         log.info("connection cap %d (SMTP_MAX_CONNECTIONS %d, descriptor limit %d)",
                  self.counts.max_total, settings.SMTP_MAX_CONNECTIONS, self.fd_limit)
         self.tls_context = tls.server_context(self.cert_file, self.key_file)
+        if settings.METRICS_BIND:
+            metrics.serve(settings.METRICS_BIND)
         self.writer = GroupWriter(self.loop, on_commit=self._queued)
         self.writer.start()
         if self.with_delivery:

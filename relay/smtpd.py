@@ -20,6 +20,7 @@ from typing import Protocol
 
 from aiosmtpd.smtp import MISSING, AuthResult
 
+from . import metrics
 from .esmtp_params import (
     ParamError,
     is_printable_ascii,
@@ -119,11 +120,14 @@ class RelaySMTP(WireSMTP):
     def accepted(self) -> str | None:
         refused = self.ctx.connections.opened(self.peer_ip, self.role)
         self._counted = self._counted_unauth = refused is None
+        if self._counted:
+            metrics.session(self.role, 1)
         return refused
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
+            metrics.session(self.role, -1)
             self.ctx.connections.closed(self.peer_ip, authenticated=not self._counted_unauth)
         super().connection_lost(error)
 
@@ -302,8 +306,12 @@ class RelaySMTP(WireSMTP):
             user, pw = username.decode("utf-8"), password.decode("utf-8")
         except UnicodeDecodeError:
             log.warning("AUTH with undecodable credentials from %s", self.peer_ip)
+            metrics.auth_failed("invalid")
             return AuthResult(success=False, handled=False)
         outcome = await self.ctx.check_auth(self.peer_ip or "", user, pw)
+        if outcome.login is None:
+            metrics.auth_failed("busy" if outcome.busy else "throttled" if outcome.throttled
+                                else "invalid")
         if outcome.busy:
             return AuthResult(
                 success=False, handled=False,
@@ -529,6 +537,7 @@ class RelaySMTP(WireSMTP):
             log.error("message %s from %s not queued: %s", queue_id, self.peer_ip, exc)
             await self.push("451 4.3.0 Could not queue the message, try again later")
             return
+        metrics.accepted(sub.kind)
         log.info(
             "queued %s: from=<%s> nrcpt=%d size=%d login=%s ip=%s tls=%s",
             queue_id, sub.mail_from, len(sub.recipients), len(sub.raw),

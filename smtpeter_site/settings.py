@@ -180,7 +180,7 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool(env, "USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Tracking endpoints answer on plain http too: recipients' clients decide the scheme.
-SECURE_REDIRECT_EXEMPT = [r"^t/"]
+SECURE_REDIRECT_EXEMPT = [r"^t/", r"^healthz$", r"^metrics$"]  # probes may use plain http
 
 # --- SMTP relay (runsmtp) ---------------------------------------------------
 SMTP_BIND = env("SMTP_BIND", default="0.0.0.0")
@@ -212,6 +212,13 @@ SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10, po
 SMTP_STOP_GRACE = env_float(env, "SMTP_STOP_GRACE", 30)
 # Several runsmtp processes on one host share the listening ports (Linux SO_REUSEPORT).
 SMTP_REUSE_PORT = env_bool(env, "SMTP_REUSE_PORT", False)
+# Prometheus metrics of runsmtp on "host:port" (empty: none); one address per process.
+METRICS_BIND = env("METRICS_BIND", default="")
+# The web app's /metrics (queue gauges) answers a request with "Authorization: Bearer <this>";
+# empty: /metrics is 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# plain: "time level logger message"; json: one JSON object per line, for log shippers.
+LOG_FORMAT = env_choice(env, "LOG_FORMAT", "plain", ["plain", "json"])
 SMTP_EVENT_LOOP = env_choice(env, "SMTP_EVENT_LOOP", "uvloop", ["uvloop", "asyncio"])
 SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
 SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
@@ -290,8 +297,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "smtpeter_site.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # aiosmtpd logs a deprecation warning on every successful AUTH.
