@@ -45,7 +45,7 @@ REPLY_TIME = Histogram(
     "final reply) per destination domain", ["domain"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=REGISTRY)
 
-_domains: set[str] = set()
+_reply_children = {}  # domain -> its REPLY_TIME child, at most MAX_DOMAINS of them
 _outcome_children = {o: OUTCOMES.labels(o) for o in ("delivered", "deferred", "failed")}
 _session_children = {}
 
@@ -72,11 +72,12 @@ def auth_failed(reason: str) -> None:
 def outcomes(domain: str, received_at: datetime | None, results: Iterable) -> None:
     """One transaction's recipient outcomes (each with .status and .duration_ms)."""
     now = time.time()
-    label = domain if domain in _domains or len(_domains) >= MAX_DOMAINS else None
-    if label is None and len(_domains) < MAX_DOMAINS:
-        _domains.add(domain)
-        label = domain
-    reply_time = REPLY_TIME.labels(label or "other")
+    reply_time = _reply_children.get(domain)
+    if reply_time is None:
+        label = domain if len(_reply_children) < MAX_DOMAINS else "other"
+        reply_time = REPLY_TIME.labels(label)
+        if label == domain:
+            _reply_children[domain] = reply_time
     for o in results:
         status = o.status if o.status in _outcome_children else "deferred"
         _outcome_children[status].inc()
