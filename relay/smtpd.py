@@ -114,6 +114,7 @@ class RelaySMTP(WireSMTP):
         self._counted = False
         self._counted_unauth = False  # counted among the IP's connections without AUTH
         self._data_held = 0  # bytes of this session's DATA charged to ctx.unauth_data
+        self._queued: list[str] = []  # queue ids accepted in this session, for its last line
 
     # -- connection ---------------------------------------------------------------------
 
@@ -128,6 +129,11 @@ class RelaySMTP(WireSMTP):
         if self._counted:
             self._counted = False
             metrics.session(self.role, -1)
+            # One line per session: who it was and which messages it left, to follow them.
+            login = self.session.auth_data if self.authenticated else None
+            log.info("session from %s (%s port) closed: login=%s queued=%d%s", self.peer_ip,
+                     self.role, login.username if login else "-", len(self._queued),
+                     f" ({' '.join(self._queued[:20])})" if self._queued else "")
             self.ctx.connections.closed(self.peer_ip, authenticated=not self._counted_unauth)
         super().connection_lost(error)
 
@@ -538,6 +544,7 @@ class RelaySMTP(WireSMTP):
             await self.push("451 4.3.0 Could not queue the message, try again later")
             return
         metrics.accepted(sub.kind)
+        self._queued.append(queue_id)
         log.info(
             "queued %s: from=<%s> nrcpt=%d size=%d login=%s ip=%s tls=%s",
             queue_id, sub.mail_from, len(sub.recipients), len(sub.raw),

@@ -81,4 +81,6 @@ def test_json_log_lines_carry_the_queue_id_and_never_a_password(server, alice):
     loggers = {e["logger"] for e in about}
     assert {"relay.smtpd", "relay.delivery"} <= loggers, about  # accepted, then the attempt
     assert any("status=delivered" in e["message"] for e in about)
+    [closed] = [e for e in about if "closed: login=" in e["message"]]  # the session's line
+    assert f"login={login.username} queued=1 ({queue_id})" in closed["message"]
     assert password not in text and "Sekrit-wrong-77" not in text
