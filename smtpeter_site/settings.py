@@ -282,6 +282,14 @@ SUPPRESSION_SOFT_BOUNCE_DAYS = env_int(env, "SUPPRESSION_SOFT_BOUNCE_DAYS", 30, 
 SUPPRESSION_SOFT_BOUNCES = env_int(env, "SUPPRESSION_SOFT_BOUNCES", 3, minimum=1)
 SUPPRESSION_SOFT_WINDOW_DAYS = env_int(env, "SUPPRESSION_SOFT_WINDOW_DAYS", 7, minimum=1)
 
+# --- Retention (manage.py prune) -----------------------------------------
+# Days kept; 0 keeps for ever. Events feed the statistics: kept far longer than bodies.
+RETENTION_BODY_DAYS = env_int(env, "RETENTION_BODY_DAYS", 30, minimum=0)
+RETENTION_CAPTURE_DAYS = env_int(env, "RETENTION_CAPTURE_DAYS", 30, minimum=0)
+RETENTION_INTAKE_DAYS = env_int(env, "RETENTION_INTAKE_DAYS", 30, minimum=0)
+RETENTION_EVENT_DAYS = env_int(env, "RETENTION_EVENT_DAYS", 400, minimum=0)
+PRUNE_BATCH = env_int(env, "PRUNE_BATCH", 1000, minimum=1)  # rows per transaction
+
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
 TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing_slash=True)
