@@ -26,14 +26,20 @@ from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
-from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP, SessionContext
+from .smtpd import (
+    ROLE_MX,
+    ROLE_STARTTLS,
+    ROLE_TLS,
+    SHUTTING_DOWN,
+    RelaySMTP,
+    SessionContext,
+)
 
 log = logging.getLogger("relay.server")
 ROLES = ("submission", "mx", "delivery", "intake")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
 AT_CAP_LOG_EVERY = 60.0  # seconds between log lines while connections are refused at the cap
 MX_MAX_RECIPIENTS = 10  # per message on the mx role without AUTH (a bounce has one)
-SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 
 
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -52,6 +52,7 @@ DEFAULT_ENHANCED = {
 _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"  # runsmtp is draining
 
 
 def _domain(address: str) -> str:
@@ -370,7 +371,7 @@ class RelaySMTP(WireSMTP):
         if self.ctx.draining():
             # The transaction before this one finished; a new one waits for another process.
             log.info("MAIL refused from %s: shutting down", self.peer_ip)
-            await self.push("421 4.3.2 Service shutting down, try again later")
+            await self.push(SHUTTING_DOWN)
             self.close_connection()
             return
         address, rest, error = self._parse_path(arg, "FROM:")
