@@ -40,7 +40,7 @@ from features.render import envelope_sender
 from features.services import context as render_context
 from smtpeter_site.db import with_live_connection
 
-from . import queue, suppression
+from . import metrics, queue, suppression
 from .queue import Claim, QueuedMessage, Result
 from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
 
@@ -219,13 +219,13 @@ class DeliveryWorker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def stop(self) -> None:
-        """Stop claiming; let sends in flight finish for a while; give back what is left."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop claiming; let sends in flight finish for ``grace`` s; give back what is left."""
         self._stopping = True
         self._wakeup.set()
         self._room.set()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -296,6 +296,7 @@ class DeliveryWorker:
             log.info("%s: to=<%s> status=failed (suppressed: %s)", message.queue_id, c.address,
                      found[c.address.strip().lower()])
         self._add([suppressed_result(c, found[c.address.strip().lower()]) for c in stopped])
+        metrics.failed_without_attempt(len(stopped))
         return [c for c in claims if c.address.strip().lower() not in found]
 
     async def render(self, message: QueuedMessage, claims: list[Claim]) -> Rendered:
@@ -390,6 +391,7 @@ class DeliveryWorker:
             log.info("%s: to=<%s> from=<%s> relay=%s status=%s (%s %s %s)", message.queue_id,
                      r.address, sender, o.host or route, o.status, o.code or "-", o.enhanced,
                      o.text[:200])
+        metrics.outcomes(route, message.received_at, outcomes)
         self.record(members, outcomes, sender, data)
 
     def record(self, members: list[Claim], outcomes: list[RecipientOutcome], sender: str,

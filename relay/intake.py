@@ -36,7 +36,7 @@ from features.tokens import parse_verp
 from smtpeter_site.db import with_live_connection
 from smtpeter_site.keys import key_for
 
-from . import suppression
+from . import metrics, suppression
 from .models import Message, Recipient
 from .reports import MAX_BYTES, Report, ReportRecipient, parse_report
 
@@ -241,6 +241,7 @@ def process_one(message_id: int, now: datetime | None = None) -> Outcome | None:
               f"via {link.via}" if link else "no message of ours")
     log.info("%s: intake read as %s: %s (%s)", queue_id, decision.outcome, target,
              decision.detail[:200])
+    metrics.intake_event(decision.event_type if event is not None else "")
     return decision.outcome
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from features.mime import header_end
@@ -221,6 +221,12 @@ class GroupWriter:
             self.batches += 1
             self.stored += len(subs)
             return [(fut, None) for _, fut in batch]
+        except (OperationalError, InterfaceError) as exc:
+            # The database went away (restarted, connection cut): a line, not a traceback.
+            log.error("group commit of %d message(s) and %d last-used time(s) failed "
+                      "(%s: %s); retrying one by one", len(subs), len(touched),
+                      type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:200])
+            self._reconnect()
         except Exception:
             log.exception("group commit of %d message(s) and %d last-used time(s) failed; "
                           "retrying one by one", len(subs), len(touched))

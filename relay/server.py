@@ -1,10 +1,16 @@
 """The runsmtp process: listeners per role on one event loop, the queue writer, AUTH pools,
-SIGHUP certificate reload and a clean stop on SIGTERM/SIGINT."""
+SIGHUP certificate reload and a graceful stop on SIGTERM/SIGINT.
+
+Stopping drains: new connections and new transactions get 421 4.3.2, open sessions and
+deliveries in flight get SMTP_STOP_GRACE seconds to finish, what is left then is cut and its
+leases given back (another process claims them at once), and the process exits 0.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,13 +20,20 @@ from django.conf import settings
 from features.tokens import parse_verp
 from smtpeter_site.keys import key_for
 
-from . import tls
+from . import metrics, tls
 from .delivery import DeliveryWorker, transport_for
 from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
-from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP, SessionContext
+from .smtpd import (
+    ROLE_MX,
+    ROLE_STARTTLS,
+    ROLE_TLS,
+    SHUTTING_DOWN,
+    RelaySMTP,
+    SessionContext,
+)
 
 log = logging.getLogger("relay.server")
 ROLES = ("submission", "mx", "delivery", "intake")
@@ -97,6 +110,10 @@ class RelayServer:
         self._last_used: dict[int, float] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._stopping: asyncio.Event | None = None
+        self.draining = False  # SIGTERM: finishing what is open, refusing what is new
+        self.stop_grace = settings.SMTP_STOP_GRACE
+        self.reuse_port = settings.SMTP_REUSE_PORT
+        self._sessions: weakref.WeakSet[RelaySMTP] = weakref.WeakSet()
 
     # -- bookkeeping used by sessions ---------------------------------------------------
 
@@ -111,10 +128,14 @@ class RelayServer:
             connections=_Connections(self), unauth_data=self.unauth_data,
             check_auth=self.auth.check, login_used=self.login_used,
             mx_accepts=self.mx_accepts, store=self.writer.store,
+            draining=lambda: self.draining,
         )
 
     def connection_opened(self, ip: str | None, role: str) -> str | None:
         """Count a new connection; None, or the 421 reply that refuses it (logged here)."""
+        if self.draining:
+            log.info("refused connection from %s (%s port): shutting down", ip, role)
+            return SHUTTING_DOWN
         refused = self.counts.open(ip)
         if refused is None:
             return None
@@ -168,6 +189,8 @@ class RelayServer:
         log.info("connection cap %d (SMTP_MAX_CONNECTIONS %d, descriptor limit %d)",
                  self.counts.max_total, settings.SMTP_MAX_CONNECTIONS, self.fd_limit)
         self.tls_context = tls.server_context(self.cert_file, self.key_file)
+        if settings.METRICS_BIND:
+            metrics.serve(settings.METRICS_BIND)
         self.writer = GroupWriter(self.loop, on_commit=self._queued)
         self.writer.start()
         if self.with_delivery:
@@ -184,16 +207,22 @@ class RelayServer:
         context = self.session_context()
         for spec in self.specs:
             server = await self.loop.create_server(
-                lambda role=spec.role: RelaySMTP(context, role),
+                lambda role=spec.role: self._session(context, role),
                 host=self.bind,
                 port=spec.port,
                 # No ssl= even for implicit TLS: the session counts the connection against
                 # the per-IP cap at TCP accept and then starts TLS itself.
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
                 backlog=1024,
             )
             self._servers.append(server)
             log.info("listening on %s:%d (%s)", self.bind, spec.port, spec.role)
+
+    def _session(self, context: SessionContext, role: str) -> RelaySMTP:
+        session = RelaySMTP(context, role)
+        self._sessions.add(session)  # so that a stop past its grace can cut it
+        return session
 
     def start_delivery(self) -> None:
         transport = transport_for(settings.DELIVERY_MODE)
@@ -212,13 +241,37 @@ class RelayServer:
         if self.intake is not None:
             self.intake.wake()
 
+    async def drain(self) -> None:
+        """Refuse what is new with 421 4.3.2; wait up to SMTP_STOP_GRACE for open sessions
+        and deliveries in flight (whose leases are then given back); cut what is left."""
+        self.draining = True
+        deadline = self.loop.time() + self.stop_grace
+        waits = [self._sessions_closed(deadline)]
+        if self.delivery is not None:
+            waits.append(self.delivery.stop(grace=self.stop_grace))
+        await asyncio.gather(*waits)
+
+    async def _sessions_closed(self, deadline: float) -> None:
+        # A session is over once its transport is closing: a TLS one may wait for the
+        # client's close_notify for a while after that, but it takes no more commands.
+        while (open_sessions := [s for s in self._sessions if s.transport is not None]) \
+                and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if open_sessions:
+            log.warning("grace period over: closing %d SMTP session(s) still open",
+                        len(open_sessions))
+            for session in open_sessions:
+                session.close_connection()
+        else:
+            log.info("every SMTP session has ended")
+
     async def stop(self) -> None:
+        await self.drain()
         for server in self._servers:
             server.close()
         # Messages already handed to the writer are committed and answered before we exit.
         await self.loop.run_in_executor(None, self.writer.stop)
         if self.delivery is not None:
-            await self.delivery.stop()
             await asyncio.wait([self._delivery_task], timeout=5)
         if self.intake is not None:
             await self.intake.stop()
@@ -241,8 +294,10 @@ class RelayServer:
         log.info("runsmtp ready on %s: %s (%s event loop)", self.bind, ports,
                  type(loop).__module__.split(".")[0])
         await self._stopping.wait()
-        log.info("runsmtp stopping")
+        log.info("runsmtp stopping: new connections get 421, %g s for what is open",
+                 self.stop_grace)
         await self.stop()
+        log.info("runsmtp stopped")
 
 
 class _Connections:

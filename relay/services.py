@@ -14,8 +14,9 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Count, Exists, Min, OuterRef, QuerySet, TextField
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 from events.models import Event
 from events.services import for_message as events_for_message
@@ -500,3 +501,51 @@ def _tracked_sql(conn) -> str:
         f" UNION ALL SELECT 0, NULL FROM {table} WHERE {message} = %s AND {kind} = %s"
         f" AND {position} = 0"
     )
+
+
+# -- the queue at a glance (the staff dashboard and relay.metrics) ----------------------------
+
+GLANCE_STATES = (State.QUEUED, State.DEFERRED, State.HELD, State.INTAKE)
+
+
+def queue_depth() -> dict[str, int]:
+    """Recipients in each pending state (an index-only count on rcpt_due), all owners."""
+    rows = (Recipient.objects.filter(state__in=GLANCE_STATES).values_list("state")
+            .annotate(n=Count("id")).order_by())
+    return {state: n for state, n in rows}
+
+
+def oldest_pending() -> datetime | None:
+    """When the oldest message with a queued or deferred recipient arrived (ids grow with
+    arrival, so the lowest message id is the oldest: no join over the whole queue)."""
+    first = (Recipient.objects.filter(state__in=PENDING)
+             .aggregate(first=Min("message_id"))["first"])
+    if first is None:
+        return None
+    return Message.objects.filter(pk=first).values_list("received_at", flat=True).first()
+
+
+@dataclass
+class Glance:
+    depth: dict[str, int]
+    oldest: datetime | None
+    delivered_last_minute: int
+    delivered_per_minute_15: float  # the mean of the last 15 minutes
+    deferrals: list[dict]  # top reasons of the last hour: host, code, enhanced, text, count
+
+
+def glance(now: datetime | None = None, top: int = 10) -> Glance:
+    """The staff dashboard's queue page: every query bounded by an index (state, Attempt.time)."""
+    now = now or timezone.now()
+    recent = Attempt.objects.filter(time__gte=now - timedelta(minutes=15),
+                                    outcome=Attempt.Outcome.DELIVERED)
+    counts = recent.aggregate(
+        minute=Count("id", filter=Q(time__gte=now - timedelta(minutes=1))),
+        fifteen=Count("id"))
+    deferrals = list(
+        Attempt.objects.filter(time__gte=now - timedelta(hours=1),
+                               outcome=Attempt.Outcome.DEFERRED)
+        .values("host", "code", "enhanced").annotate(count=Count("id"), text=Min("text"))
+        .order_by("-count", "host")[:top])
+    return Glance(queue_depth(), oldest_pending(), counts["minute"],
+                  round(counts["fifteen"] / 15, 1), deferrals)

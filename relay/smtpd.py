@@ -20,6 +20,7 @@ from typing import Protocol
 
 from aiosmtpd.smtp import MISSING, AuthResult
 
+from . import metrics
 from .esmtp_params import (
     ParamError,
     is_printable_ascii,
@@ -51,6 +52,7 @@ DEFAULT_ENHANCED = {
 _HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 _HELO_UNSAFE = re.compile(r"[^!-~]|[()\\\[\]]")
 UNKNOWN_COMMAND = "500 5.5.2 Command not recognized"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"  # runsmtp is draining
 
 
 def _domain(address: str) -> str:
@@ -89,6 +91,7 @@ class SessionContext:
     login_used: Callable[[int], None]
     mx_accepts: Callable[[str], bool]  # whether the mx role takes this address without AUTH
     store: Callable[[Submission], Awaitable[None]]  # returns once the message is committed
+    draining: Callable[[], bool] = lambda: False  # the process is stopping: no new transaction
 
 
 class RelaySMTP(WireSMTP):
@@ -112,17 +115,26 @@ class RelaySMTP(WireSMTP):
         self._counted = False
         self._counted_unauth = False  # counted among the IP's connections without AUTH
         self._data_held = 0  # bytes of this session's DATA charged to ctx.unauth_data
+        self._queued: list[str] = []  # queue ids accepted in this session, for its last line
 
     # -- connection ---------------------------------------------------------------------
 
     def accepted(self) -> str | None:
         refused = self.ctx.connections.opened(self.peer_ip, self.role)
         self._counted = self._counted_unauth = refused is None
+        if self._counted:
+            metrics.session(self.role, 1)
         return refused
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
+            metrics.session(self.role, -1)
+            # One line per session: who it was and which messages it left, to follow them.
+            login = self.session.auth_data if self.authenticated else None
+            log.info("session from %s (%s port) closed: login=%s queued=%d%s", self.peer_ip,
+                     self.role, login.username if login else "-", len(self._queued),
+                     f" ({' '.join(self._queued[:20])})" if self._queued else "")
             self.ctx.connections.closed(self.peer_ip, authenticated=not self._counted_unauth)
         super().connection_lost(error)
 
@@ -301,8 +313,12 @@ class RelaySMTP(WireSMTP):
             user, pw = username.decode("utf-8"), password.decode("utf-8")
         except UnicodeDecodeError:
             log.warning("AUTH with undecodable credentials from %s", self.peer_ip)
+            metrics.auth_failed("invalid")
             return AuthResult(success=False, handled=False)
         outcome = await self.ctx.check_auth(self.peer_ip or "", user, pw)
+        if outcome.login is None:
+            metrics.auth_failed("busy" if outcome.busy else "throttled" if outcome.throttled
+                                else "invalid")
         if outcome.busy:
             return AuthResult(
                 success=False, handled=False,
@@ -351,6 +367,12 @@ class RelaySMTP(WireSMTP):
             return
         if self.envelope.mail_from is not None:
             await self.push("503 5.5.1 Nested MAIL command")
+            return
+        if self.ctx.draining():
+            # The transaction before this one finished; a new one waits for another process.
+            log.info("MAIL refused from %s: shutting down", self.peer_ip)
+            await self.push(SHUTTING_DOWN)
+            self.close_connection()
             return
         address, rest, error = self._parse_path(arg, "FROM:")
         if error is None and rest.strip() and not self.session.extended_smtp:
@@ -522,6 +544,8 @@ class RelaySMTP(WireSMTP):
             log.error("message %s from %s not queued: %s", queue_id, self.peer_ip, exc)
             await self.push("451 4.3.0 Could not queue the message, try again later")
             return
+        metrics.accepted(sub.kind)
+        self._queued.append(queue_id)
         log.info(
             "queued %s: from=<%s> nrcpt=%d size=%d login=%s ip=%s tls=%s",
             queue_id, sub.mail_from, len(sub.recipients), len(sub.raw),

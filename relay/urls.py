@@ -1,5 +1,5 @@
 """Dashboard URLs of the queue: messages, a message's page and its parts, the Outbox, the
-Bounces page, the suppression list."""
+staff's queue at a glance, the Bounces page, the suppression list."""
 from django.urls import path
 
 from . import suppression_views, views
@@ -19,6 +19,7 @@ urlpatterns = [
          name="message_release"),
     path(f"messages/{QID}/delete/", views.message_delete, name="message_delete"),
     path("outbox/", views.outbox, name="outbox"),
+    path("queue/", views.queue_page, name="queue"),
     path("bounces/", views.bounce_list, name="bounces"),
     path("suppressions/", suppression_views.suppression_list, name="suppressions"),
     path("suppressions/add/", suppression_views.suppression_add, name="suppression_add"),

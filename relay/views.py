@@ -159,6 +159,17 @@ def outbox(request: HttpRequest) -> HttpResponse:
     return render(request, "relay/outbox.html", context)
 
 
+@staff_only
+@require_GET
+def queue_page(request: HttpRequest) -> HttpResponse:
+    """The queue at a glance, for staff: depth by state, the oldest pending message,
+    deliveries per minute, the top deferral reasons of the last hour by destination."""
+    glance = services.glance()
+    return render(request, "relay/queue.html", {
+        "glance": glance, "states": [(s, glance.depth.get(s, 0)) for s in services.GLANCE_STATES],
+    })
+
+
 # -- staff actions ------------------------------------------------------------------------------
 
 ACTIONS = {

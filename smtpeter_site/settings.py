@@ -184,7 +184,7 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool(env, "USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Tracking endpoints answer on plain http too: recipients' clients decide the scheme.
-SECURE_REDIRECT_EXEMPT = [r"^t/"]
+SECURE_REDIRECT_EXEMPT = [r"^t/", r"^healthz$", r"^metrics$"]  # probes may use plain http
 
 # --- SMTP relay (runsmtp) ---------------------------------------------------
 SMTP_BIND = env("SMTP_BIND", default="0.0.0.0")
@@ -212,6 +212,17 @@ SMTP_MAX_UNAUTH_CONNECTIONS_PER_IP = env_int(env, "SMTP_MAX_UNAUTH_CONNECTIONS_P
 SMTP_UNAUTH_DATA_BUDGET = env_int(env, "SMTP_UNAUTH_DATA_BUDGET", 64 * 1024 * 1024, minimum=0)
 SMTP_TLS_HANDSHAKE_TIMEOUT = env_float(env, "SMTP_TLS_HANDSHAKE_TIMEOUT", 10, positive=True)
 # uvloop: TLS in C (Cython), about half the CPU per new TLS connection; asyncio is the fallback.
+# SIGTERM: sessions and deliveries in flight get this long to finish; new connections get 421.
+SMTP_STOP_GRACE = env_float(env, "SMTP_STOP_GRACE", 30)
+# Several runsmtp processes on one host share the listening ports (Linux SO_REUSEPORT).
+SMTP_REUSE_PORT = env_bool(env, "SMTP_REUSE_PORT", False)
+# Prometheus metrics of runsmtp on "host:port" (empty: none); one address per process.
+METRICS_BIND = env("METRICS_BIND", default="")
+# The web app's /metrics (queue gauges) answers a request with "Authorization: Bearer <this>";
+# empty: /metrics is 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# plain: "time level logger message"; json: one JSON object per line, for log shippers.
+LOG_FORMAT = env_choice(env, "LOG_FORMAT", "plain", ["plain", "json"])
 SMTP_EVENT_LOOP = env_choice(env, "SMTP_EVENT_LOOP", "uvloop", ["uvloop", "asyncio"])
 SMTP_AUTH_MAX_FAILURES = env_int(env, "SMTP_AUTH_MAX_FAILURES", 5, minimum=0)
 SMTP_AUTH_FAILURE_WINDOW = env_float(env, "SMTP_AUTH_FAILURE_WINDOW", 900)
@@ -275,6 +286,14 @@ SUPPRESSION_SOFT_BOUNCE_DAYS = env_int(env, "SUPPRESSION_SOFT_BOUNCE_DAYS", 30, 
 SUPPRESSION_SOFT_BOUNCES = env_int(env, "SUPPRESSION_SOFT_BOUNCES", 3, minimum=1)
 SUPPRESSION_SOFT_WINDOW_DAYS = env_int(env, "SUPPRESSION_SOFT_WINDOW_DAYS", 7, minimum=1)
 
+# --- Retention (manage.py prune) -----------------------------------------
+# Days kept; 0 keeps for ever. Events feed the statistics: kept far longer than bodies.
+RETENTION_BODY_DAYS = env_int(env, "RETENTION_BODY_DAYS", 30, minimum=0)
+RETENTION_CAPTURE_DAYS = env_int(env, "RETENTION_CAPTURE_DAYS", 30, minimum=0)
+RETENTION_INTAKE_DAYS = env_int(env, "RETENTION_INTAKE_DAYS", 30, minimum=0)
+RETENTION_EVENT_DAYS = env_int(env, "RETENTION_EVENT_DAYS", 400, minimum=0)
+PRUNE_BATCH = env_int(env, "PRUNE_BATCH", 1000, minimum=1)  # rows per transaction
+
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
 TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing_slash=True)
@@ -318,8 +337,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "smtpeter_site.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # aiosmtpd logs a deprecation warning on every successful AUTH.

@@ -50,6 +50,9 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
     return {
         # URL name -> the pages of it that are visited (signed in as a staff user)
         "signin": ["/signin/"],
+        "healthz": ["/healthz"],
+        "metrics": ["/metrics"],
+        "queue": ["/queue/"],
         "signout": ["/signout/"],
         "password_change": ["/account/password/"],
         "logins": ["/"],

@@ -29,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--tls-ports", help="override SMTP_TLS_PORTS, e.g. 2465")
         parser.add_argument("--starttls-ports", help="override SMTP_STARTTLS_PORTS")
         parser.add_argument("--mx-ports", help="override SMTP_MX_PORTS")
+        parser.add_argument(
+            "--check", action="store_true",
+            help="check a running runsmtp instead of starting one: the database, the "
+                 "certificate, a 220 greeting on each listener of --roles; exit 1 on failure",
+        )
 
     def handle(self, *args, **opts):
         roles = [r.strip() for r in opts["roles"].split(",") if r.strip()]
@@ -46,6 +51,8 @@ class Command(BaseCommand):
             raise CommandError(f"bad port list: {exc}") from None
         if not specs and "delivery" not in roles and "intake" not in roles:
             raise CommandError("no listener configured")
+        if opts["check"]:
+            return self.check_running(opts["bind"] or settings.SMTP_BIND, specs)
         for path in (settings.TLS_CERT_FILE, settings.TLS_KEY_FILE):
             if not Path(path).is_file():
                 raise CommandError(
@@ -68,3 +75,13 @@ class Command(BaseCommand):
                                        intake="intake" in roles).run())
         except OSError as exc:
             raise CommandError(str(exc)) from None
+
+    def check_running(self, bind: str, specs) -> None:
+        from relay.health import run_checks
+
+        checks = run_checks(bind, specs, settings.TLS_CERT_FILE, settings.TLS_KEY_FILE)
+        for check in checks:
+            self.stdout.write(str(check))
+        failed = [c.name for c in checks if not c.ok]
+        if failed:
+            raise CommandError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
