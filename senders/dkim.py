@@ -163,3 +163,24 @@ def sign(message: bytes, signers: Sequence[Signer], *, now: int | None = None) -
         out.append(_NAME + b": " + value)
     # The signatures do not cover one another: their order on top does not matter.
     return b"".join(out) + message
+
+
+def sign_many(messages: list[bytes], signers: Sequence[Signer]) -> list[bytes]:
+    """sign() over several messages (one render-pool job: one round trip for a chunk)."""
+    return [sign(m, signers) for m in messages]
+
+
+_FROM = re.compile(rb"^from[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def from_domain(message: bytes) -> str:
+    """The domain of the (first) From address, lower-case; "" when there is none."""
+    import email.utils
+
+    head, _ = split(message[:65536])
+    m = _FROM.search(head)
+    if m is None:
+        return ""
+    value = re.sub(r"\r?\n[ \t]", " ", m.group(1).decode("utf-8", "replace"))
+    addresses = [a for _, a in email.utils.getaddresses([value]) if "@" in a]
+    return addresses[0].rpartition("@")[2].strip().lower().rstrip(">") if addresses else ""
