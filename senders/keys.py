@@ -49,6 +49,14 @@ def generate(algorithm: str) -> tuple[bytes, str]:
     raise ValueError(f"unknown algorithm {algorithm!r}")
 
 
+def public_of(private_pem: bytes) -> str:
+    """The p= value of an RSA private key in PEM."""
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(public).decode()
+
+
 def txt_value(algorithm: str, public: str) -> str:
     """The DKIM TXT record's text (RFC 6376 3.6.1; k=ed25519 from RFC 8463)."""
     k = "ed25519" if algorithm == ED25519 else "rsa"

@@ -274,13 +274,6 @@ def ensure_relay_key() -> bool:
 
 def relay_record() -> tuple[str, str]:
     """(name, TXT value) of the relay's own DKIM record."""
-    from cryptography.hazmat.primitives import serialization
-
     signer = relay_signer()
-    key = serialization.load_pem_private_key(signer.private_key, password=None)
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    import base64
-
     return (f"{signer.selector}._domainkey.{signer.domain}",
-            keys.txt_value(RSA, base64.b64encode(public).decode()))
+            keys.txt_value(RSA, keys.public_of(signer.private_key)))
