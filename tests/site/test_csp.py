@@ -11,6 +11,7 @@ from credentials.models import AuditEntry
 from events.services import record
 from relay import suppression
 from relay.models import Message, Recipient
+from senders import services as senders
 from smtpeter_site.csp import POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
     Recipient.objects.create(message=message, address="b@example.org")
     qid = message.queue_id
     entry = suppression.add(staff.pk, "c@example.org", "manual", actor=staff)
+    domain = senders.add_domain(staff, "staff.example").pk
     record("bounce", message, None, {"class": "hard", "reason": "invalid_recipient",
                                      "status": "5.1.1", "intake": qid})
     return {
@@ -79,6 +81,11 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "suppression_import": ["/suppressions/import/"],
         "suppression_export": ["/suppressions/export.csv"],
         "suppression_remove": [f"/suppressions/{entry.pk}/remove/"],
+        "sender_domains": ["/domains/"],
+        "sender_domain": [f"/domains/{domain}/"],
+        "sender_domain_check": [f"/domains/{domain}/check/"],
+        "sender_domain_rotate": [f"/domains/{domain}/rotate/"],
+        "sender_domain_delete": [f"/domains/{domain}/delete/"],
     }
 
 
