@@ -20,6 +20,7 @@ from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
 from .smtp_auth import Authenticator
+from .signing import refusal
 from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP, SessionContext
 
 log = logging.getLogger("relay.server")
@@ -111,6 +112,7 @@ class RelayServer:
             connections=_Connections(self), unauth_data=self.unauth_data,
             check_auth=self.auth.check, login_used=self.login_used,
             mx_accepts=self.mx_accepts, store=self.writer.store,
+            sender_refusal=refusal if settings.SENDER_UNVERIFIED == "refuse" else None,
         )
 
     def connection_opened(self, ip: str | None, role: str) -> str | None:

@@ -28,7 +28,8 @@ from .render_pool import RenderFailed
 
 log = logging.getLogger("relay.signing")
 SIGN_CHUNK = 50  # messages per pool job
-SIGNER_CACHE_SECONDS = 60.0  # a verified or lapsed domain is seen this much later at most
+SIGNER_CACHE_SECONDS = 60.0  # a lapsed domain or a rotated key is seen this much later at most
+UNALIGNED_CACHE_SECONDS = 5.0
 _KEEP = 1000
 
 
@@ -63,7 +64,9 @@ def plan_for(message_id: int, domain: str) -> Plan:
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
     plan = _decide(owner_id, is_dsn, domain)
-    _remember(_plans, key, (time.monotonic() + SIGNER_CACHE_SECONDS, plan))
+    # An unaligned plan is kept briefly: a domain verified a moment ago soon signs its own.
+    ttl = UNALIGNED_CACHE_SECONDS if plan.warning else SIGNER_CACHE_SECONDS
+    _remember(_plans, key, (time.monotonic() + ttl, plan))
     return plan
 
 
@@ -111,3 +114,39 @@ async def sign_rendered(worker, message, rendered):
     signed = dict(zip(order, (m for chunk in chunks for m in chunk), strict=True))
     return type(rendered)({rid: (signed[id(data)], sender)
                            for rid, (data, sender) in rendered.by_recipient.items()})
+
+
+# -- SENDER_UNVERIFIED=refuse: the check at the end of DATA --------------------------------------
+
+# Only "verified" is cached: a domain verified a moment ago is taken at once, and refused
+# mail costs a query each time.
+_verified: OrderedDict[tuple[int | None, str], float] = OrderedDict()
+
+
+def _is_verified(owner_id: int | None, domain: str) -> bool:
+    key = (owner_id, domain)
+    if _verified.get(key, 0.0) > time.monotonic():
+        return True
+    from smtpeter_site.db import with_live_connection
+
+    found = with_live_connection(senders.is_verified, owner_id, domain)
+    if found:
+        _remember(_verified, key, time.monotonic() + SIGNER_CACHE_SECONDS)
+    return found
+
+
+async def refusal(owner_id: int | None, raw: bytes) -> str | None:
+    """The 550 5.7.1 reply for a message whose From domain (or a parent) is not a verified
+    sender domain of its owner, naming the domain to verify; None to take it. At DATA, not
+    MAIL FROM: DMARC aligns with the From header, which MAIL FROM does not show."""
+    domain = from_domain(raw)
+    if not domain:
+        return "550 5.7.1 No From address: a From address at a verified sender domain is needed"
+    try:
+        if await asyncio.to_thread(_is_verified, owner_id, domain):
+            return None
+    except Exception as exc:  # noqa: BLE001 - the client tries again later
+        log.error("checking sender domain %s failed (%s: %s)", domain, type(exc).__name__, exc)
+        return "451 4.3.0 Could not check the sender domain, try again later"
+    return (f"550 5.7.1 From domain {domain} is not a verified sender domain of this account: "
+            f"add and verify {domain} (or a parent domain) under Sender domains")

@@ -220,6 +220,12 @@ def _parents(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
+def is_verified(owner_id: int | None, from_domain: str) -> bool:
+    """Whether from_domain or a parent of it is a verified sender domain of the owner."""
+    return owner_id is not None and bool(from_domain) and SenderDomain.objects.filter(
+        owner_id=owner_id, domain__in=_parents(from_domain), verified_at__isnull=False).exists()
+
+
 def signers_for(owner_id: int | None, from_domain: str) -> tuple[str, list[Signer]] | None:
     """(the signing domain, its active keys) when from_domain or a parent of it is a verified
     sender domain of the owner; None otherwise."""

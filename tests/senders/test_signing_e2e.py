@@ -124,3 +124,44 @@ def test_a_dsn_is_signed_as_the_relay(server, dns_server, alice, settings):
     assert dkimpy_results(data, dns_server.nameserver) == [("relay.test", True)]
     assert perl_results(data, dns_server.nameserver)[0] == "pass"
     assert not Event.objects.filter(message=capture.message, type="warning").exists()
+
+
+@pytest.fixture(scope="module")
+def refusing_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory,  # noqa: F811
+                    relay_key):
+    with django_db_blocker.unblock():
+        connection.ensure_connection()
+    server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path_factory.mktemp("r"),
+                    env_extra={**CAPTURE_ENV, "DKIM_RELAY_KEY_FILE": str(relay_key[0]),
+                               "SENDER_UNVERIFIED": "refuse"}).start()
+    yield server
+    server.stop()
+    log = server.log_text()
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
+
+
+def test_refuse_mode_answers_550_naming_the_domain_and_takes_verified_mail(
+        refusing_server, dns_server, alice, settings):
+    login, password = logins.create_login(alice)
+    with smtplib.SMTP_SSL(HOST, refusing_server.tls_port,
+                          context=refusing_server.client_context()) as s:
+        s.login(login.username, password)
+        s.mail("app@shop.test")
+        s.rcpt("bob@example.org")
+        code, reply = s.data(body(4))
+        assert (code, reply.decode()) == (550, "5.7.1 From domain mail.shop.test is not a "
+                                               "verified sender domain of this account: add and "
+                                               "verify mail.shop.test (or a parent domain) under "
+                                               "Sender domains")
+        s.mail("app@shop.test")
+        s.rcpt("bob@example.org")
+        code, reply = s.data(b"Subject: no from\r\n\r\nhi\r\n")
+        assert code == 550 and b"No From address" in reply
+    assert not Message.objects.filter(owner=alice).exists()
+    assert "DATA refused from 127.0.0.1: 550 5.7.1 From domain mail.shop.test" in \
+        refusing_server.log_text()
+
+    verified_domain(alice, dns_server, settings, name="shop.test")
+    message = send(refusing_server, login, password, body(5), ["bob@example.org"])
+    capture = wait_for(lambda: Capture.objects.filter(message=message).first(), what="capture")
+    assert dkimpy_results(bytes(capture.data), dns_server.nameserver) == [("shop.test", True)]
