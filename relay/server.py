@@ -19,8 +19,8 @@ from .delivery import DeliveryWorker, transport_for
 from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
-from .smtp_auth import Authenticator
 from .signing import refusal
+from .smtp_auth import Authenticator
 from .smtpd import ROLE_MX, ROLE_STARTTLS, ROLE_TLS, RelaySMTP, SessionContext
 
 log = logging.getLogger("relay.server")
