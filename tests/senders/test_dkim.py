@@ -1,8 +1,18 @@
 """senders.dkim.sign: every signature verifies with dkimpy and with Mail::DKIM against keys in a
 test DNS server; a message changed after signing does not."""
 import pytest
+from dkim.canonicalization import CanonicalizationPolicy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from senders.dkim import SigningError, from_domain, header_list, sign, strip_signatures
+from senders.dkim import (
+    SigningError,
+    from_domain,
+    header_list,
+    relaxed_body,
+    sign,
+    strip_signatures,
+)
 
 from .verify import dkimpy_results, perl_results
 
@@ -87,3 +97,12 @@ def test_a_message_without_from_is_not_signed(published):
 ])
 def test_from_domain(message, domain):
     assert from_domain(message) == domain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"a", b"b c", b"  ", b"\t \t", b"x\r\n"]),
+                max_size=40))
+def test_the_fast_relaxed_body_agrees_with_dkimpy(parts):
+    body = b"".join(parts)
+    assert relaxed_body(body) == CanonicalizationPolicy.from_c_value(
+        b"relaxed/relaxed").canonicalize_body(body)
