@@ -143,20 +143,34 @@ def body_hash(body: bytes) -> bytes:
     return found
 
 
+@lru_cache(maxsize=64)
+def _head(head: bytes) -> tuple[bytes, tuple[bytes, ...], object]:
+    """Per header block (a newsletter's is the same for every recipient): the block without
+    DKIM-Signatures, the h= list, and SHA-256 fed with the signed headers as dkimpy's
+    hash_headers feeds it (relaxed); each signature continues a copy of it."""
+    head = strip_signatures(head)
+    if not re.search(rb"(?im)^from[ \t]*:", head):
+        raise SigningError("no From header")
+    include = tuple(header_list(head))
+    headers = _POLICY.canonicalize_headers(dkim.rfc822_parse(head + b"\r\n")[0])
+    h = hashlib.sha256()
+    for name, value in dkim.select_headers(headers, include):
+        h.update(name)
+        h.update(b":")
+        h.update(value)
+    return head, include, h
+
+
 def sign(message: bytes, signers: Sequence[Signer], *, now: int | None = None) -> bytes:
     """The message with one DKIM-Signature per signer on top (relaxed/relaxed), any
     DKIM-Signature it carried removed first (see docs/dkim.md: after rendering it would fail)."""
     if not signers:
         return message
     head, rest = split(message)
-    head = strip_signatures(head)
-    if not re.search(rb"(?im)^from[ \t]*:", head):
-        raise SigningError("no From header")
+    head, include, headers_hash = _head(head)
     message, body = head + rest, rest[2:]
-    include = header_list(head)
     bh = body_hash(body)
     t = str(int(time.time() if now is None else now)).encode()
-    headers = _POLICY.canonicalize_headers(dkim.rfc822_parse(head + b"\r\n")[0])
     out = []
     for signer in signers:
         key = _private(signer.algorithm, signer.private_key)
@@ -166,11 +180,13 @@ def sign(message: bytes, signers: Sequence[Signer], *, now: int | None = None) -
             (b"t", t), (b"h", b" : ".join(include)), (b"bh", bh),
             (b"b", b"0" * 60),  # as dkimpy: b= folds onto lines of its own both times
         ]
-        # As dkimpy's DKIM.gen_header, with the private-key operation done by OpenSSL.
+        # As dkimpy's DKIM.gen_header: the signature header with b= empty, canonicalised,
+        # without its final CRLF, ends the hashed data; OpenSSL does the private-key step.
         value = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(_NAME))
-        h = hashlib.sha256()
-        dkim.hash_headers(h, _POLICY, headers, include,
-                          (_NAME, b" " + dkim.RE_BTAG.sub(b"\\1", value)), None)
+        h = headers_hash.copy()
+        [(name, canonical)] = _POLICY.canonicalize_headers(
+            [(_NAME, b" " + dkim.RE_BTAG.sub(b"\\1", value))])
+        h.update(name + b":" + canonical.rstrip())
         fields[-1] = (b"b", base64.b64encode(_signature(signer.algorithm, key, h.digest())))
         value = dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"\r\n",
                           namelen=len(_NAME))
