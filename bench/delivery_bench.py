@@ -278,11 +278,12 @@ class Runsmtp:
                 raise RuntimeError("runsmtp did not start; see " + str(self.log))
             time.sleep(0.02)
 
-    def renderers_ready(self, timeout: float = 30) -> None:
+    def renderers_ready(self, timeout: float = 10) -> None:
         """Wait until the render processes exist (they start with the delivery role), so that
         their CPU is counted from the start."""
         deadline = time.monotonic() + timeout
-        while len(descendants(self.proc.pid)) < 2 and time.monotonic() < deadline:
+        # the fork server, the resource tracker, two render processes
+        while len(descendants(self.proc.pid)) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def stop(self) -> None:
