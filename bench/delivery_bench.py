@@ -282,8 +282,8 @@ class Runsmtp:
         """Wait until the render processes exist (they start with the delivery role), so that
         their CPU is counted from the start."""
         deadline = time.monotonic() + timeout
-        # the fork server, the resource tracker, two render processes
-        while len(descendants(self.proc.pid)) < 4 and time.monotonic() < deadline:
+        # the fork server and the two render processes under it
+        while len(descendants(self.proc.pid)) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -537,9 +537,16 @@ def children(pid: int) -> list[int]:
 
 
 def descendants(pid: int) -> list[int]:
+    """Every process under pid, whichever of its threads started it (the fork server is
+    started from a thread: /proc/<pid>/task/<pid>/children does not list it)."""
     out = []
-    for child in children(pid):
-        out += [child, *descendants(child)]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in found:
+            out += [child, *descendants(child)]
     return out
 
 
