@@ -95,10 +95,9 @@ async def sign_rendered(worker, message, rendered):
     if not settings.DKIM_SIGNING or not rendered.by_recipient:
         return rendered
     bodies = {id(data): data for data, _ in rendered.by_recipient.values()}
-    first = next(iter(bodies.values()))
-    plan = await worker._db(plan_for, message.id, from_domain(first))
     order = list(bodies)
     try:
+        plan = await worker._db(plan_for, message.id, from_domain(bodies[order[0]]))
         chunks = await asyncio.gather(*(
             worker.renderer.run(sign_many, [bodies[i] for i in order[n:n + SIGN_CHUNK]],
                                 list(plan.signers))

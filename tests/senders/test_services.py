@@ -174,3 +174,12 @@ def test_the_relay_key_is_made_once_and_its_record_printed(settings, tmp_path, c
     call_command("dkimrelaykey")
     assert "Wrote" not in capsys.readouterr().out
     assert services.relay_signer() == signer
+
+
+def test_an_unreadable_key_is_skipped_with_a_log_line(alice, dns, settings, caplog):
+    domain = services.add_domain(alice, "shop.test")
+    publish(dns, domain)
+    services.check_domain(domain)
+    settings.SENDER_KEY_SECRET = "not the secret the key was sealed under"
+    assert services.signers_for(alice.pk, "shop.test") is None
+    assert "unreadable (does not decrypt under the current key secret)" in caplog.text

@@ -165,3 +165,16 @@ def test_refuse_mode_answers_550_naming_the_domain_and_takes_verified_mail(
     message = send(refusing_server, login, password, body(5), ["bob@example.org"])
     capture = wait_for(lambda: Capture.objects.filter(message=message).first(), what="capture")
     assert dkimpy_results(bytes(capture.data), dns_server.nameserver) == [("shop.test", True)]
+
+
+def test_mail_that_cannot_be_signed_goes_out_unsigned_and_says_why(server, bob):
+    login, password = logins.create_login(bob)
+    message = send(server, login, password, b"Subject: no From header\r\n\r\nhi\r\n",
+                   ["frank@example.org"])
+    capture = wait_for(lambda: Capture.objects.filter(message=message).first(), what="capture")
+    assert b"DKIM-Signature" not in bytes(capture.data)
+    [warning] = Event.objects.filter(message=message, type="warning")
+    assert warning.data == {"reason": "DKIM signing failed (SigningError: no From header)",
+                            "action": "sent unsigned"}
+    assert f"{message.queue_id}: DKIM signing failed (SigningError: no From header); sent " \
+           "unsigned" in server.log_text()
