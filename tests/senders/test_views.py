@@ -114,3 +114,14 @@ def test_forms_need_their_csrf_token(alice, path):
     response = client.post(f"/domains/{path.format(pk=domain.pk)}", {"domain": "x.test"})
     assert response.status_code == 403
     assert SenderDomain.objects.count() == 1 and domain.keys.count() == 1
+
+
+def test_staff_read_domains_and_their_audit_in_the_admin_without_keys(admin_client, alice):
+    domain = services.add_domain(alice, "shop.test")
+    for url in ("/admin/senders/senderdomain/", f"/admin/senders/senderdomain/{domain.pk}/change/",
+                "/admin/senders/senderaudit/"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert "shop.test" in response.content.decode()
+        assert "private" not in response.content.decode().lower()
+    assert admin_client.get("/admin/senders/senderaudit/add/").status_code == 403
