@@ -43,6 +43,7 @@ from smtpeter_site.db import with_live_connection
 from . import metrics, queue, suppression
 from .queue import Claim, QueuedMessage, Result
 from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
+from .signing import sign_rendered
 
 log = logging.getLogger("relay.delivery")
 RENDER_CHUNK = 50  # recipients per render job: a big claim of one message uses every process
@@ -265,6 +266,7 @@ class DeliveryWorker:
             if not claims:
                 return
             rendered = await self.render(message, claims)
+            rendered = await sign_rendered(self, message, rendered)  # relay.signing: DKIM
             await self.send(message, claims, rendered)
         except Exception as exc:  # noqa: BLE001 - this message is deferred, the worker goes on
             log.exception("delivery of message %s failed", message_id)

@@ -25,6 +25,7 @@ from .delivery import DeliveryWorker, transport_for
 from .intake import IntakeWorker
 from .limits import AT_CAP, ByteBudget, ConnectionCounts, connection_cap, descriptor_limit
 from .queue_writer import GroupWriter
+from .signing import refusal
 from .smtp_auth import Authenticator
 from .smtpd import (
     ROLE_MX,
@@ -129,6 +130,7 @@ class RelayServer:
             check_auth=self.auth.check, login_used=self.login_used,
             mx_accepts=self.mx_accepts, store=self.writer.store,
             draining=lambda: self.draining,
+            sender_refusal=refusal if settings.SENDER_UNVERIFIED == "refuse" else None,
         )
 
     def connection_opened(self, ip: str | None, role: str) -> str | None:

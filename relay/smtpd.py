@@ -92,6 +92,9 @@ class SessionContext:
     mx_accepts: Callable[[str], bool]  # whether the mx role takes this address without AUTH
     store: Callable[[Submission], Awaitable[None]]  # returns once the message is committed
     draining: Callable[[], bool] = lambda: False  # the process is stopping: no new transaction
+    # SENDER_UNVERIFIED=refuse: (owner id, message) -> the 5xx reply that refuses it, or None
+    # (relay.signing.refusal); None: every From domain is taken.
+    sender_refusal: Callable[[int | None, bytes], Awaitable[str | None]] | None = None
 
 
 class RelaySMTP(WireSMTP):
@@ -518,6 +521,12 @@ class RelaySMTP(WireSMTP):
             await self.push(f"552 5.3.4 Message size exceeds fixed maximum message size ({limit})")
             return
         login = self.session.auth_data if self.authenticated else None
+        if login is not None and self.ctx.sender_refusal is not None:
+            refusal = await self.ctx.sender_refusal(login.owner_id, buf)
+            if refusal:
+                log.info("DATA refused from %s: %s", self.peer_ip, refusal)
+                await self.push(refusal)
+                return
         mail_params = envelope.mail_params
         sub = Submission(
             queue_id=queue_id,

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
+    "senders",
 ]
 
 MIDDLEWARE = [
@@ -276,6 +277,21 @@ DELIVERY_POLL_INTERVAL = env_float(env, "DELIVERY_POLL_INTERVAL", 1, positive=Tr
 DSN_DELAY_AFTER = env_float(env, "DSN_DELAY_AFTER", 14400, positive=True)
 RENDER_WORKERS = env_int(env, "RENDER_WORKERS", 2, minimum=1)
 RENDER_TIMEOUT = env_float(env, "RENDER_TIMEOUT", 30, positive=True)
+
+# --- Sender domains and DKIM (senders, docs/dkim.md) ---------------------
+DKIM_SIGNING = env_bool(env, "DKIM_SIGNING", True)  # false: nothing is signed
+# What mail whose From domain is not a verified sender domain of its owner gets: "relay"
+# (signed with DKIM_RELAY_DOMAIN, not aligned with From, and a warning on the message page) or
+# "refuse" (550 5.7.1 at the end of DATA, naming the domain to verify).
+SENDER_UNVERIFIED = env_choice(env, "SENDER_UNVERIFIED", "relay", ["relay", "refuse"])
+DKIM_RELAY_DOMAIN = env("DKIM_RELAY_DOMAIN", default=SMTP_HOSTNAME)
+DKIM_RELAY_SELECTOR = env("DKIM_RELAY_SELECTOR", default="smtpeter")
+DKIM_RELAY_KEY_FILE = env("DKIM_RELAY_KEY_FILE", default=str(DATA_DIR / "dkim" / "relay.pem"))
+SENDER_KEY_SECRET = env("SENDER_KEY_SECRET", default="")  # "": derived from SECRET_KEY
+SENDER_SPF_MECHANISM = env("SENDER_SPF_MECHANISM", default="")  # "": a:SMTP_HOSTNAME
+SENDER_DNS_TIMEOUT = env_float(env, "SENDER_DNS_TIMEOUT", 5, positive=True)
+SENDER_RECHECK_INTERVAL = env_float(env, "SENDER_RECHECK_INTERVAL", 86400, positive=True)
+SENDER_ROTATION_GRACE_DAYS = env_int(env, "SENDER_ROTATION_GRACE_DAYS", 7, minimum=0)
 
 # --- Suppression lists (relay.suppression) -------------------------------
 # Days an automatic entry suppresses its address (0: until removed); complaints and entries

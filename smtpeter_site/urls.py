@@ -14,4 +14,5 @@ urlpatterns = [
     path("preview/", include("features.dashboard_urls")),
     path("", include("relay.urls")),
     path("", include("credentials.urls")),
+    path("", include("senders.urls")),
 ]

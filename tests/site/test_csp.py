@@ -12,6 +12,7 @@ from credentials.models import AuditEntry
 from events.services import record
 from relay import suppression
 from relay.models import Message, Recipient
+from senders import services as senders
 from smtpeter_site.csp import POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +46,7 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
     Recipient.objects.create(message=message, address="b@example.org")
     qid = message.queue_id
     entry = suppression.add(staff.pk, "c@example.org", "manual", actor=staff)
+    domain = senders.add_domain(staff, "staff.example").pk
     record("bounce", message, None, {"class": "hard", "reason": "invalid_recipient",
                                      "status": "5.1.1", "intake": qid})
     return {
@@ -97,6 +99,11 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "suppression-detail": [f"/api/v1/suppressions/{entry.pk}/"],
         "api-schema": ["/api/v1/schema/", "/api/v1/schema/?format=json"],
         "api-docs": ["/api/v1/docs/", "/api/v1/docs/?script="],
+        "sender_domains": ["/domains/"],
+        "sender_domain": [f"/domains/{domain}/"],
+        "sender_domain_check": [f"/domains/{domain}/check/"],
+        "sender_domain_rotate": [f"/domains/{domain}/rotate/"],
+        "sender_domain_delete": [f"/domains/{domain}/delete/"],
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ["credentials", "events", "features", "relay", "api", "smtpeter_site"]
+APPS = ["credentials", "events", "features", "relay", "api", "senders", "smtpeter_site"]
 WRITES = {"create", "bulk_create", "update", "delete", "get_or_create", "update_or_create",
           "bulk_update"}
 

@@ -1,0 +1,151 @@
+"""The delivery step that DKIM-signs rendered mail (senders.dkim does the signing, in the
+render processes), between render and send: so the bytes sent, and the bytes captured in
+capture mode, carry the signature.
+
+Who signs (senders.services decides, cached here per process for SIGNER_CACHE_SECONDS):
+- From domain (or a parent) a verified sender domain of the message's owner: its active keys.
+- A DSN (the relay's own mail): the relay's key, DKIM_RELAY_DOMAIN.
+- Anything else: the relay's key too, and a warning event on the message page saying the
+  signature is not aligned with From and which domain to verify (SENDER_UNVERIFIED=refuse
+  refuses such mail at DATA already; what still arrives here, say after a domain lapsed, is
+  treated the same way, never sent unaligned without a word).
+A signing failure sends the message unsigned and records a warning, as a render failure does.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from senders import services as senders
+from senders.dkim import Signer, from_domain, sign_many
+
+from .render_pool import RenderFailed
+
+log = logging.getLogger("relay.signing")
+SIGN_CHUNK = 50  # messages per pool job
+SIGNER_CACHE_SECONDS = 60.0  # a lapsed domain or a rotated key is seen this much later at most
+UNALIGNED_CACHE_SECONDS = 5.0
+_KEEP = 1000
+
+
+@dataclass(frozen=True)
+class Plan:
+    signers: tuple[Signer, ...]
+    warning: str = ""  # recorded once per message when set
+
+
+_owners: OrderedDict[int, tuple[int | None, bool]] = OrderedDict()
+_plans: OrderedDict[tuple, tuple[float, Plan]] = OrderedDict()
+
+
+def _remember(cache: OrderedDict, key, value) -> None:
+    cache[key] = value
+    while len(cache) > _KEEP:
+        cache.popitem(last=False)
+
+
+def plan_for(message_id: int, domain: str) -> Plan:
+    """Who signs message_id's mail with From domain ``domain`` (a database thread runs it)."""
+    owner = _owners.get(message_id)
+    if owner is None:
+        from .models import Message
+
+        row = Message.objects.filter(pk=message_id).values_list("owner_id", "dsn_of_id").first()
+        owner = (row[0], row[1] is not None) if row else (None, False)
+        _remember(_owners, message_id, owner)
+    owner_id, is_dsn = owner
+    key = (owner_id, is_dsn, domain)
+    cached = _plans.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    plan = _decide(owner_id, is_dsn, domain)
+    # An unaligned plan is kept briefly: a domain verified a moment ago soon signs its own.
+    ttl = UNALIGNED_CACHE_SECONDS if plan.warning else SIGNER_CACHE_SECONDS
+    _remember(_plans, key, (time.monotonic() + ttl, plan))
+    return plan
+
+
+def _decide(owner_id: int | None, is_dsn: bool, domain: str) -> Plan:
+    if not is_dsn:
+        found = senders.signers_for(owner_id, domain)
+        if found is not None:
+            return Plan(tuple(found[1]))
+    relay = senders.relay_signer()
+    if is_dsn:
+        return Plan((relay,))
+    what = f"From domain {domain}" if domain else "a message without a From address"
+    return Plan((relay,), f"{what} is not a verified sender domain: DKIM-signed as "
+                          f"{relay.domain} only, not aligned with From (verify {domain or 'it'} "
+                          "under Sender domains)")
+
+
+def forget() -> None:
+    """Drop the cached decisions (tests; a domain just verified)."""
+    _owners.clear()
+    _plans.clear()
+
+
+async def sign_rendered(worker, message, rendered):
+    """rendered (delivery.Rendered) with every distinct body signed; unsigned on failure."""
+    if not settings.DKIM_SIGNING or not rendered.by_recipient:
+        return rendered
+    bodies = {id(data): data for data, _ in rendered.by_recipient.values()}
+    order = list(bodies)
+    try:
+        plan = await worker._db(plan_for, message.id, from_domain(bodies[order[0]]))
+        chunks = await asyncio.gather(*(
+            worker.renderer.run(sign_many, [bodies[i] for i in order[n:n + SIGN_CHUNK]],
+                                list(plan.signers))
+            for n in range(0, len(order), SIGN_CHUNK)))
+    except Exception as exc:  # noqa: BLE001 - sent unsigned, and the message page says so
+        reason = str(exc) if isinstance(exc, RenderFailed) else f"{type(exc).__name__}: {exc}"
+        log.warning("message %s: DKIM signing failed (%s); sent unsigned", message.queue_id,
+                    reason)
+        await worker._warn(message, f"DKIM signing failed ({reason})", {"action": "sent unsigned"})
+        return rendered
+    if plan.warning:
+        await worker._warn(message, plan.warning, {"action": "signed with the relay's domain"})
+    signed = dict(zip(order, (m for chunk in chunks for m in chunk), strict=True))
+    return type(rendered)({rid: (signed[id(data)], sender)
+                           for rid, (data, sender) in rendered.by_recipient.items()})
+
+
+# -- SENDER_UNVERIFIED=refuse: the check at the end of DATA --------------------------------------
+
+# Only "verified" is cached: a domain verified a moment ago is taken at once, and refused
+# mail costs a query each time.
+_verified: OrderedDict[tuple[int | None, str], float] = OrderedDict()
+
+
+def _is_verified(owner_id: int | None, domain: str) -> bool:
+    key = (owner_id, domain)
+    if _verified.get(key, 0.0) > time.monotonic():
+        return True
+    from smtpeter_site.db import with_live_connection
+
+    found = with_live_connection(senders.is_verified, owner_id, domain)
+    if found:
+        _remember(_verified, key, time.monotonic() + SIGNER_CACHE_SECONDS)
+    return found
+
+
+async def refusal(owner_id: int | None, raw: bytes) -> str | None:
+    """The 550 5.7.1 reply for a message whose From domain (or a parent) is not a verified
+    sender domain of its owner, naming the domain to verify; None to take it. At DATA, not
+    MAIL FROM: DMARC aligns with the From header, which MAIL FROM does not show."""
+    domain = from_domain(raw)
+    if not domain:
+        return "550 5.7.1 No From address: a From address at a verified sender domain is needed"
+    try:
+        if await asyncio.to_thread(_is_verified, owner_id, domain):
+            return None
+    except Exception as exc:  # noqa: BLE001 - the client tries again later
+        log.error("checking sender domain %s failed (%s: %s)", domain, type(exc).__name__, exc)
+        return "451 4.3.0 Could not check the sender domain, try again later"
+    return (f"550 5.7.1 From domain {domain} is not a verified sender domain of this account: "
+            f"add and verify {domain} (or a parent domain) under Sender domains")
