@@ -16,6 +16,8 @@ What becomes what (docs/smtp.md, "Intake"):
 - a delivery notice, a "delayed" notice, something unreadable, or anything that names no
   message of ours: no event, a log line, and the outcome on the intake message (staff see it
   in the intake list of the Messages page).
+- a report that names a message of ours only through its queue id, without naming a
+  recipient who received it: `untrusted`, treated like the line above (distrust()).
 """
 from __future__ import annotations
 
