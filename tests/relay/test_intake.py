@@ -393,3 +393,27 @@ def test_a_crash_inside_a_batch_commits_nothing_and_the_rerun_records_each_once(
     assert intake.process_batch(ids) == {}
     assert Event.objects.filter(type="bounce").count() == 3
     assert Suppression.objects.count() == 3
+
+
+@pytest.mark.parametrize("kind", ["bounce", "complaint", "response"])
+def test_the_raw_report_of_each_event_is_one_click_from_the_owners_pages(kind, alice, bob,
+                                                                         staff, client):
+    message, recipient, verp = sent(alice)
+    fbl = "fbl@" + settings.BOUNCE_DOMAIN
+    raw, to = {"bounce": (samples.dsn(verp, recipient.address), verp),
+               "complaint": (samples.arf(fbl, verp, recipient.address), fbl),
+               "response": (samples.auto_reply(verp, recipient.address), verp)}[kind]
+    report = arrived(raw, to)
+    assert intake.process_one(report.pk) == kind
+    link = f'href="/messages/{report.queue_id}/raw/"'
+    client.force_login(alice)
+    assert link in client.get(f"/messages/{message.queue_id}/").content.decode()
+    if kind != "response":  # the Bounces page lists bounces and complaints
+        assert link in client.get("/bounces/").content.decode()
+    got = client.get(f"/messages/{report.queue_id}/raw/")
+    assert (got.status_code, got.content, got["Content-Type"]) == (200, raw, "message/rfc822")
+    client.force_login(bob)  # another customer: as if it did not exist
+    assert client.get(f"/messages/{report.queue_id}/raw/").status_code == 404
+    assert client.get(f"/messages/{message.queue_id}/").status_code == 404
+    client.force_login(staff)
+    assert client.get(f"/messages/{report.queue_id}/raw/").content == raw
