@@ -136,3 +136,57 @@ def test_a_bad_range_is_refused():
         stats.Query(1, D2, D1)
     with pytest.raises(ValueError):
         stats.Query(1, D1, D1 + timedelta(days=stats.MAX_DAYS))
+
+
+# -- the page ------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_totals_the_chart_and_the_links(alice, world, client):
+    client.force_login(alice)
+    page = client.get("/stats/?start=2026-11-20&end=2026-11-22").content.decode()
+    assert '<dd id="total-sent">4</dd>' in page and '<span id="unique-opened">2</span>' in page
+    assert '<span id="total-opened">4</span>' in page
+    assert page.count('<circle ') == 3 * 7 and 'class="series series-clicked"' in page
+    assert 'data-day="2026-11-21"' in page and "https://shop.example/a" in page
+    machine = client.get("/stats/?start=2026-11-20&end=2026-11-22&machine=on").content.decode()
+    assert '<span id="total-opened">5</span>' in machine
+    tagged = client.get("/stats/?start=2026-11-20&end=2026-11-22&tag=sale").content.decode()
+    assert '<dd id="total-sent">3</dd>' in tagged
+    login = client.get(f"/stats/?start=2026-11-20&end=2026-11-22&login={world['other'].pk}")
+    assert '<dd id="total-sent">1</dd>' in login.content.decode()
+
+
+def test_another_customers_login_is_not_found_and_their_tag_shows_nothing(alice, bob, world,
+                                                                         client):
+    client.force_login(bob)
+    assert client.get(f"/stats/?login={world['shop'].pk}").status_code == 404
+    assert client.get("/stats/?login=abc").status_code == 404
+    page = client.get("/stats/?start=2026-11-20&end=2026-11-22&tag=nov").content.decode()
+    assert '<dd id="total-sent">0</dd>' in page and "shop.example" not in page
+    # Bob's own tag "sale" counts only Bob's message.
+    page = client.get("/stats/?start=2026-11-20&end=2026-11-22&tag=sale").content.decode()
+    assert '<dd id="total-sent">1</dd>' in page
+    # A customer cannot ask for another customer's numbers.
+    page = client.get("/stats/?start=2026-11-20&end=2026-11-22&customer=alice").content.decode()
+    assert '<dd id="total-sent">1</dd>' in page and 'name="customer"' not in page
+
+
+def test_staff_see_one_customer_or_everyone(alice, bob, staff, world, client):
+    client.force_login(staff)
+    base = "/stats/?start=2026-11-20&end=2026-11-22"
+    assert '<dd id="total-sent">5</dd>' in client.get(base).content.decode()
+    assert '<dd id="total-sent">4</dd>' in client.get(base + "&customer=alice").content.decode()
+    assert client.get(base + "&customer=nobody").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["start=2026-11-22&end=2026-11-20", "start=2020-01-01",
+                                   "start=yesterday"])
+def test_a_bad_range_is_a_400_with_the_form(alice, client, query):
+    client.force_login(alice)
+    response = client.get(f"/stats/?{query}")
+    assert response.status_code == 400 and 'class="error"' in response.content.decode()
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client):
+    response = client.get("/stats/")
+    assert response.status_code == 302 and "/signin/" in response["Location"]

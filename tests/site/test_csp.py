@@ -79,6 +79,7 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "suppression_import": ["/suppressions/import/"],
         "suppression_export": ["/suppressions/export.csv"],
         "suppression_remove": [f"/suppressions/{entry.pk}/remove/"],
+        "stats": ["/stats/", f"/stats/?login={pk}&tag=x&machine=on", "/stats/?start=bad"],
     }
 
 
