@@ -9,7 +9,8 @@ than GRACE ago: no event can still be written into it, since events are timestam
 are recorded) is counted once, for every owner, into DailyStat/DailyLink rows, and marked in
 RolledDay; reading a range then reads those rows (a few per day, login and tag) through the
 index (owner, tag, day). The days not closed yet (today) are counted from the events at read
-time, through the index on Event.time. Days missing from the rollup are rolled up when a page
+time, through the index on Event.time (and that count reused for STATS_LIVE_CACHE_SECONDS
+per process). Days missing from the rollup are rolled up when a page
 first asks for them, or ahead of time by `manage.py rollupstats`. events.services.record() is
 not involved: nothing is written per event.
 
@@ -25,11 +26,14 @@ What counts (per recipient-event, the same as the logins page):
 """
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -214,7 +218,7 @@ def _stat_rows(q: Query, now: datetime) -> Iterator[tuple[date, str, int, int, i
         yield from _mine(rows, q).values_list("day", "metric", "total", "total_all", "unique",
                                               "unique_all")
     for day in _range(max(q.start, last + timedelta(days=1)), q.end):
-        for ((owner, login, tag), metric), v in count_day(day).stats.items():
+        for ((owner, login, tag), metric), v in _live(day, now).stats.items():
             if _wanted(q, owner, login, tag):
                 yield day, metric, *v
 
@@ -225,9 +229,36 @@ def _link_rows(q: Query, now: datetime) -> Iterator[tuple[str, int, int]]:
         rows = DailyLink.objects.filter(day__range=(q.start, min(q.end, last)), tag=q.tag)
         yield from _mine(rows, q).values_list("url", "clicks", "clicks_all")
     for day in _range(max(q.start, last + timedelta(days=1)), q.end):
-        for ((owner, login, tag), url), v in count_day(day).links.items():
+        for ((owner, login, tag), url), v in _live(day, now).links.items():
             if _wanted(q, owner, login, tag):
                 yield url, *v
+
+
+_LIVE: dict[date, tuple[float, _Day]] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _live(day: date, now: datetime) -> _Day:
+    """count_day(day) for a day not rolled up yet, reused for STATS_LIVE_CACHE_SECONDS (per
+    process: a page reads it twice, and reloads should not recount ten thousand events)."""
+    ttl = settings.STATS_LIVE_CACHE_SECONDS
+    clock = monotonic()
+    with _LIVE_LOCK:
+        for old in [d for d, (at, _) in _LIVE.items() if clock - at > ttl]:
+            del _LIVE[old]
+        hit = _LIVE.get(day)
+    if hit is not None and ttl > 0:
+        return hit[1]
+    counted = count_day(day)
+    with _LIVE_LOCK:
+        _LIVE[day] = (clock, counted)
+    return counted
+
+
+def forget_live() -> None:
+    """Drop the reused counts of the open days (tests, after writing events)."""
+    with _LIVE_LOCK:
+        _LIVE.clear()
 
 
 def _mine(rows, q: Query):

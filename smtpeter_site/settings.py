@@ -271,6 +271,11 @@ SUPPRESSION_SOFT_BOUNCE_DAYS = env_int(env, "SUPPRESSION_SOFT_BOUNCE_DAYS", 30, 
 SUPPRESSION_SOFT_BOUNCES = env_int(env, "SUPPRESSION_SOFT_BOUNCES", 3, minimum=1)
 SUPPRESSION_SOFT_WINDOW_DAYS = env_int(env, "SUPPRESSION_SOFT_WINDOW_DAYS", 7, minimum=1)
 
+# --- Statistics (events.stats) -------------------------------------------
+# The days not rolled up yet (today) are counted from the events at read time; that count is
+# reused for this many seconds (per process), so that a page reload costs no recount.
+STATS_LIVE_CACHE_SECONDS = env_int(env, "STATS_LIVE_CACHE_SECONDS", 30, minimum=0)
+
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".
 TRACKING_BASE_URL = env_url(env, "TRACKING_BASE_URL", f"{SITE_URL}/t/", trailing_slash=True)

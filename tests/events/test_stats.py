@@ -16,6 +16,13 @@ D1, D2, D3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)  # D1..D3 closed: rolled up when read
 
 
+@pytest.fixture(autouse=True)
+def _fresh_counts():
+    stats.forget_live()  # the open days' counts are reused per process
+    yield
+    stats.forget_live()
+
+
 def at(day: date, hour: int = 10) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
