@@ -197,3 +197,19 @@ def test_a_bad_range_is_a_400_with_the_form(alice, client, query):
 def test_signed_out_visitors_are_sent_to_sign_in(client):
     response = client.get("/stats/")
     assert response.status_code == 302 and "/signin/" in response["Location"]
+
+
+def test_rollupstats_rolls_up_the_closed_days_once(alice, world):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from django.utils import timezone
+
+    days = str((timezone.now().date() - D1).days + 1)
+    out = StringIO()
+    call_command("rollupstats", "--days", days, stdout=out)
+    assert out.getvalue().startswith("rolled up ")
+    assert RolledDay.objects.filter(day__in=[D1, D2, D3]).count() == 3
+    call_command("rollupstats", "--days", days, stdout=out)
+    assert "rolled up 0 day(s)" in out.getvalue()
