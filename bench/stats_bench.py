@@ -88,7 +88,9 @@ def main() -> int:
                 t = day_start + timedelta(seconds=rng.randint(3600, 86000))
 
                 def add(type_, data=None, flags=(), at=None, r=r, t=t, rows=rows):
-                    at = min(at or t, now)
+                    at = at or t
+                    if at > now:  # not happened yet
+                        return
                     given = {"type": type_, "time": at, "message_id": r.message_id,
                              "recipient_id": r.pk, "data": data or {}, "flags": list(flags)}
                     rows.append([f.get_db_prep_save(given[f.attname], connection)

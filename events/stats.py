@@ -26,6 +26,7 @@ What counts (per recipient-event, the same as the logins page):
 """
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -34,9 +35,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
+
+from smtpeter_site.db import per_vendor, select_sql
 
 from .models import DailyLink, DailyStat, Event, RolledDay
 
@@ -156,55 +159,77 @@ def count_day(day: date) -> _Day:
     out = _Day(defaultdict(lambda: [0, 0, 0, 0]), defaultdict(lambda: [0, 0]))
     from relay.models import Message, Recipient
 
-    sent = (Recipient.objects.filter(message__kind=Message.Kind.SUBMISSION,
-                                     message__dsn_of__isnull=True,
-                                     message__received_at__gte=start,
-                                     message__received_at__lt=end)
-            .values_list("message_id").annotate(n=Count("id")).order_by())
-    sent = list(sent)
-    events = list(Event.objects.filter(time__gte=start, time__lt=end, type__in=_COUNTED,
-                                       message__isnull=False)
-                  .order_by("time", "id")
-                  .values_list("type", "message_id", "recipient_id", "flags", "data__class",
-                               "data__url"))
-    keys = _keys({m for m, _ in sent} | {e[1] for e in events})
+    sent = list(Recipient.objects.filter(message__kind=Message.Kind.SUBMISSION,
+                                         message__dsn_of__isnull=True,
+                                         message__received_at__gte=start,
+                                         message__received_at__lt=end)
+                .values_list("message_id").annotate(n=Count("id")).order_by())
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute(_day_sql(conn), [start, end, *_COUNTED])
+        groups = cursor.fetchall()
+    keys = _keys({m for m, _ in sent} | {g[1] for g in groups})
     for message_id, n in sent:
         for key in keys.get(message_id, ()):
             _add(out.stats[(key, "sent")], n, n)
-    earlier = _seen_before(events, start)
-    seen: set[tuple[str, int, bool]] = set()
-    for type_, message_id, recipient_id, flags, klass, url in events:
-        machine = bool(flags)
+    # Per tracked (type, recipient): whether it had a human / any event today.
+    today: dict[tuple[str, int], list[bool]] = {}
+    for type_, _, recipient_id, machine, _, _, _ in groups:
+        if type_ in _TRACKED and recipient_id is not None:
+            seen = today.setdefault((type_, recipient_id), [False, False])
+            seen[0] = seen[0] or not machine
+            seen[1] = True
+    earlier = _seen_before(today, start)
+    counted: set[tuple[str, int]] = set()  # uniques go to the recipient's first group only
+    for type_, message_id, recipient_id, machine, klass, url, n in groups:
         if type_ in _TRACKED:
             metric = _TRACKED[type_]
-            # First time counted: this recipient's first human (any) open/click ever.
-            first_all = (type_, recipient_id) not in earlier[True] and \
-                (type_, recipient_id, True) not in seen
-            first = not machine and (type_, recipient_id) not in earlier[False] and \
-                (type_, recipient_id, False) not in seen
-            seen.add((type_, recipient_id, True))
-            if not machine:
-                seen.add((type_, recipient_id, False))
         elif type_ == Event.Type.DELIVERY:
             metric = "delivered"
         elif type_ == Event.Type.COMPLAINT:
             metric = "complaints"
         else:
             metric = "soft" if klass == "soft" else "hard"
+        first = first_all = 0
+        if type_ in _TRACKED and recipient_id is not None \
+                and (type_, recipient_id) not in counted:
+            counted.add((type_, recipient_id))
+            human, _any = today[(type_, recipient_id)]
+            first = int(human and (type_, recipient_id) not in earlier[False])
+            first_all = int((type_, recipient_id) not in earlier[True])
         for key in keys.get(message_id, ()):
             counts = out.stats[(key, metric)]
-            if type_ in _TRACKED:
-                counts[0] += 0 if machine else 1
-                counts[1] += 1
-                counts[2] += first and recipient_id is not None
-                counts[3] += first_all and recipient_id is not None
-            else:
-                _add(counts, 1, 1)
-            if type_ == Event.Type.CLICK and isinstance(url, str) and url:
+            counts[0] += 0 if machine else n
+            counts[1] += n
+            counts[2] += first
+            counts[3] += first_all
+            if type_ == Event.Type.CLICK and url:
                 link = out.links[(key, url)]
-                link[0] += 0 if machine else 1
-                link[1] += 1
+                link[0] += 0 if machine else n
+                link[1] += n
     return out
+
+
+@per_vendor
+def _day_sql(conn) -> str:
+    """One day's counted events grouped by type, message, recipient, machine-flagged or not,
+    class and URL: the JSON is read by the database, not decoded row by row in Python."""
+    qn = conn.ops.quote_name
+    col = {f: qn(Event._meta.get_field(f).column)
+           for f in ("type", "message", "recipient", "flags", "data", "time")}
+    if conn.vendor == "postgresql":
+        machine = f"(jsonb_array_length({col['flags']}) > 0)"
+        klass, url = f"({col['data']} ->> 'class')", f"({col['data']} ->> 'url')"
+    else:
+        machine = f"(json_array_length({col['flags']}) > 0)"
+        klass = f"json_extract({col['data']}, '$.class')"
+        url = f"json_extract({col['data']}, '$.url')"
+    placeholders = ", ".join(["%s"] * len(_COUNTED))
+    return (f"SELECT {col['type']}, {col['message']}, {col['recipient']}, {machine}, {klass}, "
+            f"{url}, COUNT(*) FROM {qn(Event._meta.db_table)} "
+            f"WHERE {col['time']} >= %s AND {col['time']} < %s "
+            f"AND {col['type']} IN ({placeholders}) AND {col['message']} IS NOT NULL "
+            f"GROUP BY 1, 2, 3, 4, 5, 6")
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -288,37 +313,61 @@ def _keys(message_ids: Iterable[int]) -> dict[int, list[Key]]:
 
     ids = sorted(message_ids)
     keys: dict[int, list[Key]] = {}
-    for n in range(0, len(ids), _CHUNK):
-        for pk, owner, login, tags in (Message.objects.filter(pk__in=ids[n:n + _CHUNK],
-                                                              owner__isnull=False)
-                                       .values_list("id", "owner_id", "login_id", "tags")):
-            login = login or 0
-            mine = [(owner, login, "")]
-            for tag in dict.fromkeys(t for t in (tags or []) if isinstance(t, str) and t):
-                mine.append((owner, login, tag[:TAG_LENGTH]))
-            keys[pk] = mine
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql = select_sql(conn, Message, ["id", "owner", "login", "tags"], "id")
+    with conn.cursor() as cursor:
+        for n in range(0, len(ids), _CHUNK):
+            chunk = ids[n:n + _CHUNK]
+            cursor.execute(f"{sql} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            for pk, owner, login, tags in cursor.fetchall():
+                if owner is None:
+                    continue
+                login = login or 0
+                if isinstance(tags, str):  # SQLite hands back the JSON text
+                    tags = json.loads(tags)
+                mine = [(owner, login, "")]
+                for tag in dict.fromkeys(t for t in (tags or []) if isinstance(t, str) and t):
+                    mine.append((owner, login, tag[:TAG_LENGTH]))
+                keys[pk] = mine
     return keys
 
 
-def _seen_before(events: list, start: datetime) -> dict[bool, set[tuple[str, int]]]:
-    """Recipients of the day's opens/clicks that had one before the day: [True] any, [False]
-    a human one. One probe of the index event_rcpt_type_time per recipient."""
-    wanted: dict[str, set[int]] = defaultdict(set)
-    for type_, _, recipient_id, *_ in events:
-        if type_ in _TRACKED and recipient_id is not None:
-            wanted[type_].add(recipient_id)
+def _seen_before(today: dict[tuple[str, int], list[bool]], start: datetime
+                 ) -> dict[bool, set[tuple[str, int]]]:
+    """Of the day's (type, recipient) opens/clicks, those that had one before the day: [True]
+    any, [False] a human one. Probes of the index event_rcpt_type_time, _CHUNK at a time."""
+    wanted: dict[str, list[int]] = defaultdict(list)
+    for type_, recipient_id in today:
+        wanted[type_].append(recipient_id)
     before: dict[bool, set[tuple[str, int]]] = {True: set(), False: set()}
-    for type_, recipients in wanted.items():
-        ids = sorted(recipients)
-        for n in range(0, len(ids), _CHUNK):
-            rows = (Event.objects.filter(type=type_, recipient_id__in=ids[n:n + _CHUNK],
-                                         time__lt=start)
-                    .values_list("recipient_id", "flags").distinct())
-            for recipient_id, flags in rows:
-                before[True].add((type_, recipient_id))
-                if not flags:
-                    before[False].add((type_, recipient_id))
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql = _before_sql(conn)
+    with conn.cursor() as cursor:
+        for type_, recipients in wanted.items():
+            ids = sorted(recipients)
+            for n in range(0, len(ids), _CHUNK):
+                chunk = ids[n:n + _CHUNK]
+                cursor.execute(sql.format(ids=", ".join(["%s"] * len(chunk))),
+                               [type_, start, *chunk])
+                for recipient_id, human in cursor.fetchall():
+                    before[True].add((type_, recipient_id))
+                    if human:
+                        before[False].add((type_, recipient_id))
     return before
+
+
+@per_vendor
+def _before_sql(conn) -> str:
+    """Recipients (``{ids}``) with an event of a type before a time, and whether one of them
+    was a human's (no flags)."""
+    qn = conn.ops.quote_name
+    col = {f: qn(Event._meta.get_field(f).column) for f in ("type", "recipient", "flags",
+                                                             "time")}
+    length = "jsonb_array_length" if conn.vendor == "postgresql" else "json_array_length"
+    return (f"SELECT {col['recipient']}, MAX(CASE WHEN {length}({col['flags']}) = 0 THEN 1 "
+            f"ELSE 0 END) FROM {qn(Event._meta.db_table)} WHERE {col['type']} = %s "
+            f"AND {col['time']} < %s AND {col['recipient']} IN ({{ids}}) "
+            f"GROUP BY {col['recipient']}")
 
 
 def _bounds(day: date) -> tuple[datetime, datetime]:
