@@ -32,6 +32,8 @@ from email.utils import getaddresses
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import BinaryField
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from events.services import record
@@ -230,9 +232,13 @@ class Prepared:
 def prepare(message_ids: list[int]) -> list[Prepared]:
     """Read and parse the unread intake messages among ``message_ids`` (two queries), oldest
     first; the parse happens here, outside any transaction."""
+    # Only what parse_report reads (its first MAX_BYTES): a batch of 50 messages of
+    # SMTP_MX_MAX_SIZE each must not be held in memory whole.
     rows = list(Message.objects.filter(pk__in=message_ids, kind=Message.Kind.BOUNCE,
                                        intake_done_at__isnull=True)
-                .order_by("id").values_list("id", "queue_id", "raw"))
+                .order_by("id")
+                .values_list("id", "queue_id",
+                             Substr("raw", 1, MAX_BYTES, output_field=BinaryField())))
     addresses: dict[int, list[str]] = {}
     for message_id, address in (Recipient.objects.filter(message_id__in=[r[0] for r in rows])
                                 .order_by("id").values_list("message_id", "address")):

@@ -203,7 +203,6 @@ def test_rollupstats_rolls_up_the_closed_days_once(alice, world):
     from io import StringIO
 
     from django.core.management import call_command
-
     from django.utils import timezone
 
     days = str((timezone.now().date() - D1).days + 1)

@@ -417,3 +417,15 @@ def test_the_raw_report_of_each_event_is_one_click_from_the_owners_pages(kind, a
     assert client.get(f"/messages/{message.queue_id}/").status_code == 404
     client.force_login(staff)
     assert client.get(f"/messages/{report.queue_id}/raw/").content == raw
+
+
+def test_a_message_longer_than_the_parser_reads_is_read_from_its_first_mib(alice):
+    from relay.reports import MAX_BYTES
+
+    message, recipient, verp = sent(alice)
+    raw = samples.dsn(verp, recipient.address) + b"x" * (MAX_BYTES + 4096) + b"\r\n"
+    bounce = arrived(raw, verp)
+    [prepared] = intake.prepare([bounce.pk])
+    assert prepared.report.type == "bounce"
+    assert [r.address for r in prepared.report.recipients] == [recipient.address]
+    assert intake.process_batch([bounce.pk]) == {bounce.pk: "bounce"}
