@@ -26,7 +26,6 @@ What counts (per recipient-event, the same as the logins page):
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -39,7 +38,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from smtpeter_site.db import per_vendor, select_sql
+from smtpeter_site.db import per_vendor
 
 from .models import DailyLink, DailyStat, Event, RolledDay
 
@@ -309,26 +308,15 @@ def _add(counts: list[int], total: int, total_all: int) -> None:
 
 def _keys(message_ids: Iterable[int]) -> dict[int, list[Key]]:
     """For each message: the keys its counts go to, (owner, login, "") and one per tag."""
-    from relay.models import Message
+    from relay.services import message_owners
 
-    ids = sorted(message_ids)
     keys: dict[int, list[Key]] = {}
-    conn = connections[DEFAULT_DB_ALIAS]
-    sql = select_sql(conn, Message, ["id", "owner", "login", "tags"], "id")
-    with conn.cursor() as cursor:
-        for n in range(0, len(ids), _CHUNK):
-            chunk = ids[n:n + _CHUNK]
-            cursor.execute(f"{sql} IN ({', '.join(['%s'] * len(chunk))})", chunk)
-            for pk, owner, login, tags in cursor.fetchall():
-                if owner is None:
-                    continue
-                login = login or 0
-                if isinstance(tags, str):  # SQLite hands back the JSON text
-                    tags = json.loads(tags)
-                mine = [(owner, login, "")]
-                for tag in dict.fromkeys(t for t in (tags or []) if isinstance(t, str) and t):
-                    mine.append((owner, login, tag[:TAG_LENGTH]))
-                keys[pk] = mine
+    for pk, (owner, login, tags) in message_owners(sorted(message_ids), _CHUNK).items():
+        login = login or 0
+        mine = [(owner, login, "")]
+        for tag in dict.fromkeys(t for t in tags if isinstance(t, str) and t):
+            mine.append((owner, login, tag[:TAG_LENGTH]))
+        keys[pk] = mine
     return keys
 
 
