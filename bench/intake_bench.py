@@ -1,12 +1,13 @@
-"""Intake rate: how many stored intake messages relay.intake.process_one reads per second
-(parse, link, record the events, suppression and the read mark, one transaction each).
+"""Intake rate: how many stored intake messages relay.intake reads per second (parse, link,
+record the events, suppression and the read mark): process_batch, several per transaction as
+the worker does (--batch 50), or process_one, one transaction each (--batch 1).
 
 A mixed set is generated: hard and soft RFC 3464 bounces to VERP addresses, ARF complaints to
 fbl@ linked through the Return-Path, auto-replies and unreadable mail, each about its own sent
 recipient. Also reported: parse_report alone on the same bytes, to show what the database
 part costs.
 
-Usage: python bench/intake_bench.py [--messages 2000] [--database-url URL]
+Usage: python bench/intake_bench.py [--messages 2000] [--batch 50] [--database-url URL]
 Without --database-url a fresh SQLite file in a temporary folder (DATA_DIR) is migrated and
 used; with it, the database must be one you can throw away (it is migrated and written to).
 """
@@ -28,6 +29,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--database-url")
+    parser.add_argument("--batch", type=int, default=50,
+                        help="messages per transaction (process_batch, as the worker reads "
+                             "them); 1: process_one, one transaction each")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="intake-bench-")
     if args.database_url:
@@ -86,13 +90,18 @@ def main() -> int:
     parse_s = time.perf_counter() - start
     start = time.perf_counter()
     outcomes: dict[str, int] = {}
-    for pk in ids:
-        outcome = intake.process_one(pk)
+    if args.batch <= 1:
+        read = ((pk, intake.process_one(pk)) for pk in ids)
+    else:
+        read = (pair for n in range(0, len(ids), args.batch)
+                for pair in intake.process_batch(ids[n:n + args.batch]).items())
+    for _, outcome in read:
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     total_s = time.perf_counter() - start
     print(f"database: {connection.vendor}; {len(ids)} intake messages: {outcomes}")
     print(f"parse_report alone: {len(raws) / parse_s:,.0f} msg/s")
-    print(f"process_one (parse + link + record + mark): {len(ids) / total_s:,.0f} msg/s")
+    how = "process_one" if args.batch <= 1 else f"process_batch of {args.batch}"
+    print(f"{how} (parse + link + record + mark): {len(ids) / total_s:,.0f} msg/s")
     return 0
 
 

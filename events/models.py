@@ -2,6 +2,7 @@
 complaint, warning or DSN. events.services.record() writes them."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -43,3 +44,45 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} message={self.message_id} recipient={self.recipient_id}"
+
+
+class DailyStat(models.Model):
+    """One closed UTC day's count of one metric for one owner, login and tag (events.stats
+    writes them; tag "" is every message of the login, whatever its tags). Rolled up from
+    the events once a day is closed, so that a statistics page reads a few hundred rows
+    instead of a million events; kept when retention deletes the messages and events."""
+
+    day = models.DateField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    login_id = models.BigIntegerField(default=0)  # 0: no login (deleted, or none); no FK: kept
+    tag = models.CharField(max_length=255, blank=True)
+    metric = models.CharField(max_length=16)  # events.stats.METRICS
+    total = models.IntegerField(default=0)  # without machine-flagged opens and clicks
+    total_all = models.IntegerField(default=0)  # with them
+    unique = models.IntegerField(default=0)  # recipients counted for the first time that day
+    unique_all = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "tag", "day"], name="dailystat_owner_tag_day")]
+
+
+class DailyLink(models.Model):
+    """Clicks on one URL in one closed UTC day, per owner, login and tag (like DailyStat)."""
+
+    day = models.DateField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    login_id = models.BigIntegerField(default=0)
+    tag = models.CharField(max_length=255, blank=True)
+    url = models.TextField()
+    clicks = models.IntegerField(default=0)
+    clicks_all = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "tag", "day"], name="dailylink_owner_tag_day")]
+
+
+class RolledDay(models.Model):
+    """A UTC day whose DailyStat and DailyLink rows are written (for every owner)."""
+
+    day = models.DateField(unique=True)
+    rolled_at = models.DateTimeField(auto_now_add=True)

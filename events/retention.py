@@ -1,36 +1,33 @@
 """Events past RETENTION_EVENT_DAYS, deleted in small batches (`manage.py prune`).
 
-Statistics are computed from events (the dashboard's figures, events/stats.py once it exists),
-so events are kept much longer than message bodies by default (400 days against 30). When
-events/stats.py has a `roll_up(before)` that stores aggregates, prune calls it first, so that
-what statistics need survives the delete.
+The Statistics page reads closed days from aggregates (events.stats: DailyStat, DailyLink), so
+prune rolls up every day it is about to touch before deleting its events: the figures survive
+the delete. Events are still kept much longer than message bodies by default (400 days against
+30): the timeline of a message and the API's event list read them.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+
+from django.db.models import Min
 
 from smtpeter_site.batches import in_batches
 
+from . import stats
 from .models import Event
 
 log = logging.getLogger("events.retention")
 
 
-def roll_up(before: datetime) -> bool:
-    """Let events.stats store its aggregates of the events before ``before``; False when
-    there is no such step yet."""
-    try:
-        stats = importlib.import_module("events.stats")
-    except ImportError:
-        return False
-    step = getattr(stats, "roll_up", None)
-    if step is None:
-        return False
-    step(before)
-    return True
+def roll_up(before: datetime) -> int:
+    """Roll up every day that holds an event older than ``before`` (the day of ``before``
+    included, as its earlier events go too); how many days were rolled up now."""
+    first = Event.objects.filter(time__lt=before).aggregate(first=Min("time"))["first"]
+    if first is None:
+        return 0
+    return stats.roll_up(first.astimezone(UTC).date(), before.astimezone(UTC).date())
 
 
 def prune_events(before: datetime, batch: int, pause: float = 0.0,

@@ -4,7 +4,8 @@ turned into events, recipient states and suppression entries.
 Plain functions, like a policy tested without sockets: `references` and `decide` are pure,
 `process_one` reads one stored intake message and writes everything it causes in one
 transaction, together with the mark that it was read (so a crash and a re-run record nothing
-twice). `IntakeWorker` is the runsmtp role that calls it off the event loop.
+twice); `process_batch` does the same for several in one transaction, one savepoint each.
+`IntakeWorker` is the runsmtp role that calls it off the event loop.
 
 What becomes what (docs/smtp.md, "Intake"):
 - bounce linked to a sent recipient: a `bounce` event; a delivered recipient becomes bounced;
@@ -15,6 +16,8 @@ What becomes what (docs/smtp.md, "Intake"):
 - a delivery notice, a "delayed" notice, something unreadable, or anything that names no
   message of ours: no event, a log line, and the outcome on the intake message (staff see it
   in the intake list of the Messages page).
+- a report that names a message of ours only through its queue id, without naming a
+  recipient who received it: `untrusted`, treated like the line above (distrust()).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from email.utils import getaddresses
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import BinaryField
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from events.services import record
@@ -176,15 +181,36 @@ def find_link(refs: Refs) -> Link | None:
                    .filter(queue_id=qid, kind=Message.Kind.SUBMISSION).first())
         if message is None:
             continue
-        recipients = list(message.recipients.all()[:1000])
-        named = [r for r in recipients if r.address.lower() in refs.addresses]
-        # Only a recipient the report names, or the only one: a report that names a queue id
-        # and some other address must not suppress a recipient it does not name.
-        if named:
-            return Link(message, named[0], "queue-id")
-        return Link(message, recipients[0] if len(recipients) == 1 and not refs.addresses
-                    else None, "queue-id")
+        named = (Recipient.objects.filter(message=message, address__in=refs.addresses)
+                 .order_by("id").first()) if refs.addresses else None
+        # Only a recipient the report names: a report that names a queue id and some other
+        # address must not touch a recipient it does not name (see distrust()).
+        return Link(message, named, "queue-id")
     return None
+
+
+# A recipient that received the message: delivered, or delivered and then bounced.
+RECEIVED = frozenset({Recipient.State.DELIVERED, Recipient.State.BOUNCED})
+
+
+def distrust(link: Link) -> str:
+    """Why ``link`` must not be acted upon, or "" when it may.
+
+    Anyone can send mail to the feedback addresses, so a report counts only when it shows a
+    knowledge that only a copy of our message gave: a signed VERP address (one per
+    recipient, in the Return-Path of that recipient's copy alone; forged ones fail the
+    signature), or our queue id / Message-ID together with the address of a recipient of
+    that message who actually received it. A queue id alone is seen by every recipient of
+    a message, so with an unnamed, other or not-delivered recipient the report is ignored.
+    """
+    if link.via != "queue-id":
+        return ""
+    if link.recipient is None:
+        return "names our queue id but no recipient of that message"
+    if link.recipient.state not in RECEIVED:
+        return (f"names <{link.recipient.address}>, who has not received that message "
+                f"({link.recipient.state})")
+    return ""
 
 
 def pending(limit: int = BATCH) -> list[int]:
@@ -193,56 +219,157 @@ def pending(limit: int = BATCH) -> list[int]:
                 .order_by("id").values_list("id", flat=True)[:limit])
 
 
-def process_one(message_id: int, now: datetime | None = None) -> Outcome | None:
-    """Read one intake message and record what it causes; its outcome, or None when it is
-    not (or no longer) an unread intake message, or another worker holds it."""
-    row = (Message.objects.filter(pk=message_id, kind=Message.Kind.BOUNCE,
-                                  intake_done_at__isnull=True)
-           .values_list("queue_id", "raw").first())
-    if row is None:
-        return None
-    queue_id, raw = row[0], bytes(row[1])
-    report = parse_report(raw)
-    addresses = list(Recipient.objects.filter(message_id=message_id)
-                     .values_list("address", flat=True))
-    refs = references(raw, report, addresses, queue_id, key_for("verp"),
-                      settings.BOUNCE_DOMAIN)
-    now = now or timezone.now()
-    with transaction.atomic():
-        # The row lock makes two workers' reads of one message one: the second skips it.
-        if not (Message.objects.select_for_update(skip_locked=True)
-                .filter(pk=message_id, intake_done_at__isnull=True).exists()):
-            return None
-        link = find_link(refs)
-        recipient = link.recipient if link else None
-        decision = decide(report, link is not None, recipient.address if recipient else "",
-                          queue_id, refs.sender, link.via if link else "")
-        event = None
-        if decision.event_type and link is not None:
-            event = record(decision.event_type, link.message.pk,
-                           recipient.pk if recipient else None, decision.data)
-        owner_id = link.message.owner_id if link else None
-        if recipient is not None and owner_id is not None:
-            if decision.bounce_class in ("hard", "soft"):
-                suppression.record_bounce(owner_id, recipient.address, decision.bounce_class,
-                                          detail=decision.detail, event_id=event and event.pk,
-                                          now=now)
-            if decision.complaint:
-                suppression.record_complaint(owner_id, recipient.address,
-                                             detail=decision.detail,
-                                             event_id=event and event.pk, now=now)
-        if decision.bounced and recipient is not None:
-            Recipient.objects.filter(pk=recipient.pk, state=Recipient.State.DELIVERED).update(
-                state=Recipient.State.BOUNCED, updated=now)
-        Message.objects.filter(pk=message_id).update(
-            intake_done_at=now, intake_outcome=decision.outcome,
-            intake_for=link.message if link else None)
+@dataclass
+class Prepared:
+    """One intake message read and parsed, before the transaction."""
+
+    message_id: int
+    queue_id: str
+    report: Report
+    refs: Refs
+
+
+def prepare(message_ids: list[int]) -> list[Prepared]:
+    """Read and parse the unread intake messages among ``message_ids`` (two queries), oldest
+    first; the parse happens here, outside any transaction."""
+    # Only what parse_report reads (its first MAX_BYTES): a batch of 50 messages of
+    # SMTP_MX_MAX_SIZE each must not be held in memory whole.
+    rows = list(Message.objects.filter(pk__in=message_ids, kind=Message.Kind.BOUNCE,
+                                       intake_done_at__isnull=True)
+                .order_by("id")
+                .values_list("id", "queue_id",
+                             Substr("raw", 1, MAX_BYTES, output_field=BinaryField())))
+    addresses: dict[int, list[str]] = {}
+    for message_id, address in (Recipient.objects.filter(message_id__in=[r[0] for r in rows])
+                                .order_by("id").values_list("message_id", "address")):
+        addresses.setdefault(message_id, []).append(address)
+    key, domain = key_for("verp"), settings.BOUNCE_DOMAIN
+    prepared = []
+    for message_id, queue_id, raw in rows:
+        raw = bytes(raw)
+        report = parse_report(raw)
+        refs = references(raw, report, addresses.get(message_id, []), queue_id, key, domain)
+        prepared.append(Prepared(message_id, queue_id, report, refs))
+    return prepared
+
+
+def _apply(p: Prepared, now: datetime) -> tuple[Outcome, str]:
+    """Inside the caller's transaction, with the message's row locked: link, decide, record
+    the event, the suppression, the recipient's state and the read mark. The outcome and the
+    log line to write after the commit."""
+    link = find_link(p.refs)
+    why_not = distrust(link) if link is not None else ""
+    if why_not:
+        # Recorded as read, linked to nothing: no event, no suppression, and its owner does
+        # not see it (raw_message follows intake_for).
+        Message.objects.filter(pk=p.message_id).update(
+            intake_done_at=now, intake_outcome="untrusted", intake_for=None)
+        return "untrusted", (f"{p.queue_id}: intake read as untrusted: {p.report.type} about "
+                             f"{link.message.queue_id} ignored: it {why_not}")
+    recipient = link.recipient if link else None
+    decision = decide(p.report, link is not None, recipient.address if recipient else "",
+                      p.queue_id, p.refs.sender, link.via if link else "")
+    event = None
+    if decision.event_type and link is not None:
+        event = record(decision.event_type, link.message.pk,
+                       recipient.pk if recipient else None, decision.data)
+    owner_id = link.message.owner_id if link else None
+    if recipient is not None and owner_id is not None:
+        if decision.bounce_class in ("hard", "soft"):
+            suppression.record_bounce(owner_id, recipient.address, decision.bounce_class,
+                                      detail=decision.detail, event_id=event and event.pk,
+                                      now=now)
+        if decision.complaint:
+            suppression.record_complaint(owner_id, recipient.address, detail=decision.detail,
+                                         event_id=event and event.pk, now=now)
+    if decision.bounced and recipient is not None:
+        Recipient.objects.filter(pk=recipient.pk, state=Recipient.State.DELIVERED).update(
+            state=Recipient.State.BOUNCED, updated=now)
+    Message.objects.filter(pk=p.message_id).update(
+        intake_done_at=now, intake_outcome=decision.outcome,
+        intake_for=link.message if link else None)
+    # Counted once it is committed: a savepoint rolled back drops the callback with it.
+    counted = decision.event_type if event is not None else ""
+    transaction.on_commit(lambda: metrics.intake_event(counted))
     target = (f"{link.message.queue_id} <{recipient.address if recipient else '-'}> "
               f"via {link.via}" if link else "no message of ours")
-    log.info("%s: intake read as %s: %s (%s)", queue_id, decision.outcome, target,
-             decision.detail[:200])
-    metrics.intake_event(decision.event_type if event is not None else "")
-    return decision.outcome
+    return decision.outcome, (f"{p.queue_id}: intake read as {decision.outcome}: {target} "
+                              f"({decision.detail[:200]})")
+
+
+def _lock(message_ids: list[int]) -> set[int]:
+    """Inside a transaction: the ids still unread that no other worker holds, locked (FOR
+    UPDATE SKIP LOCKED on PostgreSQL: two workers' reads of one message are one)."""
+    return set(Message.objects.select_for_update(skip_locked=True)
+               .filter(pk__in=message_ids, intake_done_at__isnull=True)
+               .values_list("id", flat=True))
+
+
+def process_one(message_id: int, now: datetime | None = None) -> Outcome | None:
+    """Read one intake message and record what it causes in one transaction; its outcome, or
+    None when it is not (or no longer) an unread intake message, or another worker holds it.
+    Any error propagates and leaves nothing recorded."""
+    found = prepare([message_id])
+    if not found:
+        return None
+    with transaction.atomic():
+        if not _lock([message_id]):
+            return None
+        outcome, line = _apply(found[0], now or timezone.now())
+    log.info("%s", line)
+    return outcome
+
+
+def process_batch(message_ids: list[int], now: datetime | None = None
+                  ) -> dict[int, Outcome]:
+    """Read several intake messages in ONE transaction (one commit, the intake's main cost),
+    each inside a savepoint; the outcome of each one read.
+
+    Crash-safe and idempotent like process_one: the read marks commit with the events, so a
+    crash commits nothing and a re-run reads them all again. One poisonous message does not
+    take the others down: an error that is not the database's rolls back its savepoint only
+    and marks it `error`; a database error on one message (a deadlock, a value the database
+    refuses) rolls back its savepoint and leaves it unread, to be read alone after the
+    commit by process_safely (whose database errors propagate: the worker pauses). Should
+    the connection itself be lost, everything propagates and nothing is committed.
+    """
+    now = now or timezone.now()
+    outcomes: dict[int, Outcome] = {}
+    lines: list[str] = []
+    alone: list[int] = []
+    try:
+        prepared = prepare(message_ids)
+    except DatabaseError:
+        raise
+    except Exception:  # noqa: BLE001 - one message's parse failed: read them one by one
+        return {pk: o for pk in message_ids if (o := process_safely(pk)) is not None}
+    with transaction.atomic():
+        locked = _lock([p.message_id for p in prepared])
+        for p in prepared:
+            if p.message_id not in locked:
+                continue
+            try:
+                with transaction.atomic():
+                    outcomes[p.message_id], line = _apply(p, now)
+                lines.append(line)
+            except DatabaseError as exc:
+                if connection.needs_rollback or not connection.is_usable():
+                    raise
+                log.warning("%s: intake left for a read of its own (%s: %s)", p.queue_id,
+                            type(exc).__name__, exc)
+                alone.append(p.message_id)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the rest
+                log.error("%s: intake message could not be read (%s: %s); marked as error",
+                          p.queue_id, type(exc).__name__, exc)
+                Message.objects.filter(pk=p.message_id).update(intake_done_at=now,
+                                                               intake_outcome="error")
+                outcomes[p.message_id] = "error"
+    for line in lines:
+        log.info("%s", line)
+    for message_id in alone:
+        if (outcome := process_safely(message_id)) is not None:
+            outcomes[message_id] = outcome
+    return outcomes
 
 
 def process_safely(message_id: int) -> Outcome | None:
@@ -289,11 +416,8 @@ class IntakeWorker:
             self._wakeup.clear()
             try:
                 ids = await self._db(pending, self.batch)
-                for message_id in ids:
-                    if self._stopping:
-                        break
-                    if await self._db(process_safely, message_id) is not None:
-                        self.processed += 1
+                if ids:
+                    self.processed += len(await self._db(process_batch, ids))
             except Exception as exc:  # noqa: BLE001 - the database comes back; we go on
                 pause = min(self.poll, 2 ** min(failures, 5) * 0.25)
                 failures += 1

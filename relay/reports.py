@@ -116,6 +116,9 @@ def _walk(msg: Message, out: _Parts, depth: int = 0, budget: list[int] | None = 
         for sub in msg.get_payload()[:MAX_PARTS]:
             if isinstance(sub, Message):
                 _walk(sub, out, depth + 1, budget)
+    elif msg.get_content_maintype() == "multipart":
+        # A multipart whose boundary is missing or never appears: its body is one text.
+        out.texts.append(_text(msg))
     elif ctype == "text/html":
         out.html.append(_text(msg))
     elif msg.get_content_maintype() == "text" or ctype == "application/json":
@@ -491,14 +494,20 @@ _CUTOFF = re.compile(
     r"unsent message below|returned mail|message text follows|original mail)",
     re.I | re.M)
 _ADDR = r"[A-Za-z0-9._%+'=/!#$&*^`{|}~-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+# An address that starts its line (after a bullet, or sendmail's ">>>"), then its words:
+# "a@b: 550 ...", "a@b ... User unknown", "a@b (reason)", ">>> a@b <a@b>" (sendmail),
+# "a@b on <date>" (Exchange 5.5/2003), "* a@b" (bulleted lists).
 _ADDR_LINE = re.compile(
-    rf"^\s*(?:RCPT TO:\s*|Recipient:\s*|Failed recipient:\s*|Original-Recipient:\s*rfc822;\s*"
+    rf"^\s*(?:>{{1,3}}\s*|[*\u2022]\s+)?"
+    rf"(?:RCPT TO:\s*|Recipient:\s*|Failed recipient:\s*|Original-Recipient:\s*rfc822;\s*"
     rf"|Final-Recipient:\s*rfc822;\s*|To:\s*|Addressed To:\s*|Recipient address:\s*)?"
-    rf"[<\"]?({_ADDR})[>\"]?(?:<mailto:[^>]*>)?\s*(?::|\.\.\.|,|\[|\(|$)\s*(.*)$", re.I)
+    rf"[<\"]?({_ADDR})[>\"]?(?:<mailto:[^>]*>)?"
+    rf"\s*(?::|\.\.\.|,|\[|\(|$|<{_ADDR}>\s*$|on\s+(?=.*\d))\s*(.*)$", re.I)
 _ADDR_PHRASE = re.compile(
     rf"(?:message|mail|delivery|deliver\w*|sent|send\w*|email)\b[^<>\n]{{0,40}}?\bto\s*:?\s*"
     rf"[<\"]?({_ADDR})"
-    rf"|^\s*(?:unknown|user|recipient|mailbox|address|failed|invalid|rejected|error)[^:\n]{{0,40}}"
+    rf"|^\s*(?:delivery\s+)?(?:unknown|user|recipient|mailbox|address|failed|invalid|rejected"
+    rf"|error)[^:\n]{{0,40}}"
     rf":\s*<?({_ADDR})>?\s*$"
     rf"|could not be delivered to:?\s*<?({_ADDR})|RCPT TO:?\s*<({_ADDR})>"
     rf"|recipient(?: address)?:?\s*<({_ADDR})>|<({_ADDR})>\s*(?:\.\.\.\s*)?"
@@ -509,7 +518,7 @@ _REMOTE = re.compile(
     r"|Generating server:\s*([\w.-]+)|Remote-MTA:\s*dns;\s*([\w.-]+)"
     r"|(?:connect(?:ion)? to|talking to|from)\s+([\w-]+(?:\.[\w-]+)+)\[[\d.]+\]", re.I)
 _PERMANENT = re.compile(r"permanent|fatal|failed permanently|given up|could not be delivered"
-                        r"|undeliverable|rejected", re.I)
+                        r"|undeliverable|rejected|was aborted", re.I)
 _TEMPORARY = re.compile(r"temporar|delayed|will (be )?retr|still trying|not yet been delivered"
                         r"|deferred|will try", re.I)
 _FAILED_SUBJECT = re.compile(r"fail|undeliver|returned|could not|unable|error", re.I)

@@ -309,6 +309,10 @@ RETENTION_CAPTURE_DAYS = env_int(env, "RETENTION_CAPTURE_DAYS", 30, minimum=0)
 RETENTION_INTAKE_DAYS = env_int(env, "RETENTION_INTAKE_DAYS", 30, minimum=0)
 RETENTION_EVENT_DAYS = env_int(env, "RETENTION_EVENT_DAYS", 400, minimum=0)
 PRUNE_BATCH = env_int(env, "PRUNE_BATCH", 1000, minimum=1)  # rows per transaction
+# --- Statistics (events.stats) -------------------------------------------
+# The days not rolled up yet (today) are counted from the events at read time; that count is
+# reused for this many seconds (per process), so that a page reload costs no recount.
+STATS_LIVE_CACHE_SECONDS = env_int(env, "STATS_LIVE_CACHE_SECONDS", 30, minimum=0)
 
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".

@@ -1,5 +1,6 @@
-"""URL map: dashboard at / (messages and Outbox from relay), tracking endpoints at /t/, Django
-admin at /admin/, REST API at /api/ (api.urls), /healthz and /metrics (smtpeter_site.health)."""
+"""URL map: dashboard at / (messages and Outbox from relay, Statistics from events), tracking
+endpoints at /t/, Django admin at /admin/, REST API at /api/ (api.urls), /healthz and /metrics
+(smtpeter_site.health)."""
 from django.contrib import admin
 from django.urls import include, path
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("t/", include("features.urls")),
     path("preview/", include("features.dashboard_urls")),
     path("", include("relay.urls")),
+    path("", include("events.urls")),
     path("", include("credentials.urls")),
     path("", include("senders.urls")),
 ]

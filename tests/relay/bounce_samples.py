@@ -497,3 +497,97 @@ Subject: Re: Spring sale
 
 Do you ship to Belgium?
 """)
+
+
+# Shapes the first rules missed (bench/README.md, "Bounce parser"), written for the tests.
+
+# Sendmail-style notice from an appliance: ">>> address <address>", the reply below.
+SENDMAIL_ARROWS = crlf(f"""\
+From: "MAILER-DAEMON" <MAILER-DAEMON@gw.example.net>
+To: <{VERP}>
+Subject: FAILURE NOTICE : Spring sale
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="AH1"
+
+--AH1
+Content-Type: text/plain
+
+  ----- The following addresses had permanent fatal errors -----
+
+>>> left@example.org <left@example.org>
+
+  ----- Transcript of session follows -----
+550 <left@example.org>: Recipient address rejected: User unknown in local recipient table
+
+--AH1
+Content-Type: message/rfc822
+
+{returned("left@example.org")}
+body
+--AH1--
+""")
+
+# Old Exchange (IMS/IMC): "address on <date>", the words indented below.
+EXCHANGE_OLD = crlf(f"""\
+From: System Administrator <postmaster@old.example>
+To: <{VERP}>
+Subject: Undeliverable: Spring sale
+
+Your message did not reach some or all of the intended recipients.
+
+      Subject:  Spring sale
+      Sent:     11/24/26 3:00 AM
+
+The following recipient(s) could not be reached:
+
+      olduser@old.example on 11/24/26 3:00 AM
+            The recipient name is not recognized
+            MSEXCH:IMS:OLD:SITE:SERVER 0 (000C05A6) Unknown Recipient
+""")
+
+# A bulleted list, and "was aborted" as the only word of failure.
+BULLETED = crlf(f"""\
+From: Mail Delivery System <Mail.Delivery.System@relay.example>
+To: {VERP}
+Subject: Delivery status notification
+
+Delivery to the following recipients was aborted after 5.0 hour(s):
+
+  * far@example.org
+
+Routing: Could not find a gateway for far@example.org
+""")
+
+# "Delivery failed: address" on a line of its own.
+DELIVERY_FAILED_LINE = crlf(f"""\
+From: postmaster@ebd.example
+To: {VERP}
+Subject: Delivery failure
+
+Your delivery to the following address has been failed.
+
+Delivery failed: looped@example.org
+192.0.2.1 failed after I sent the message.
+Remote host said: 554 5.4.14 Hop count exceeded - possible mail loop
+""")
+
+# multipart/report whose boundary parameter is missing: the whole body is one text, with the
+# delivery-status fields in it.
+NO_BOUNDARY = crlf(f"""\
+From: Mail Delivery Subsystem <MAILER-DAEMON@mail.example.edu>
+To: <{VERP}>
+Subject: Returned mail: Service unavailable
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+
+   ----- The following addresses had permanent fatal errors -----
+"|/usr/bin/procmail"
+
+Reporting-MTA: dns; mail.example.edu
+
+Final-Recipient: RFC822; piped@mail.example.edu
+Action: failed
+Status: 5.5.0
+
+{returned("piped@example.edu")}
+""")

@@ -251,3 +251,181 @@ def test_a_crash_before_the_commit_leaves_nothing_and_the_rerun_records_once(ali
     assert intake.process_one(bounce.pk) == "bounce"
     assert Event.objects.filter(type="bounce").count() == 1
     assert Suppression.objects.filter(owner=alice).count() == 1
+
+
+# -- trust: who may make a report act (docs/bounces.md, "Which reports are believed") --------
+
+
+def _received_by(message) -> str:
+    return (f"Received: from app ([127.0.0.1])\n\tby relay.test (smtpeter) with ESMTPSA "
+            f"id {message.queue_id};\n\tSun, 29 Nov 2026 09:54:00 +0000\n")
+
+
+def test_a_complaint_naming_only_our_queue_id_suppresses_nothing_and_records_nothing(alice,
+                                                                                     caplog):
+    # Anyone who saw one copy of a message knows its queue id; naming no recipient (or a
+    # stranger) they must not be able to complain in a recipient's name.
+    message, recipient, _ = sent(alice)
+    fbl = "abuse@" + settings.BOUNCE_DOMAIN
+    for named in ("", "stranger@else.test"):
+        report = arrived(samples.arf(fbl, "app@example.com", named,
+                                     received=_received_by(message)), fbl)
+        assert intake.process_one(report.pk) == "untrusted"
+        report.refresh_from_db()
+        assert (report.intake_outcome, report.intake_for_id) == ("untrusted", None)
+        assert f"{report.queue_id}: intake read as untrusted: complaint about " \
+               f"{message.queue_id} ignored" in caplog.text
+    assert not Event.objects.exists() and not Suppression.objects.exists()
+
+
+def test_a_complaint_through_our_queue_id_for_a_recipient_not_delivered_is_ignored(alice):
+    message, recipient, _ = sent(alice, state=Recipient.State.DEFERRED)
+    fbl = "abuse@" + settings.BOUNCE_DOMAIN
+    report = arrived(samples.arf(fbl, "app@example.com", recipient.address,
+                                 received=_received_by(message)), fbl)
+    assert intake.process_one(report.pk) == "untrusted"
+    assert not Event.objects.exists() and not Suppression.objects.exists()
+    # The owner cannot read an untrusted report: it is linked to nothing.
+    assert intake.process_one(report.pk) is None
+
+
+def test_a_forged_verp_return_path_links_nothing(alice):
+    message, recipient, verp = sent(alice)
+    # Right message and recipient ids, signed with a key that is not ours.
+    forged = verp_address(b"not our key" * 3, message.pk, recipient.pk, settings.BOUNCE_DOMAIN)
+    assert forged != verp
+    fbl = "fbl@" + settings.BOUNCE_DOMAIN
+    report = arrived(samples.arf(fbl, forged, recipient.address), fbl)
+    assert intake.process_one(report.pk) == "unlinked"
+    assert not Event.objects.exists() and not Suppression.objects.exists()
+
+
+def test_a_bounce_through_our_queue_id_needs_a_named_recipient_who_received_it(alice):
+    message, recipient, _ = sent(alice, others=["other@remote.test"])
+    to = "postmaster@" + settings.BOUNCE_DOMAIN
+    raw = samples.dsn("app@example.com", recipient.address).replace(
+        b"Return-Path: <app@example.com>\r\n", _received_by(message).replace(
+            "\n", "\r\n").encode())
+    assert intake.process_one(arrived(raw, to).pk) == "bounce"
+    [event] = Event.objects.filter(type="bounce")
+    assert (event.recipient_id, event.data["via"]) == (recipient.pk, "queue-id")
+    forged = raw.replace(recipient.address.encode(), b"victim@remote.test")
+    assert intake.process_one(arrived(forged, to).pk) == "untrusted"
+    assert Event.objects.count() == 1
+    assert list(Suppression.objects.values_list("address", flat=True)) == [recipient.address]
+
+
+# -- several intake messages per transaction ------------------------------------------------
+
+
+def _three(alice):
+    made = []
+    for address in ("one@remote.test", "two@remote.test", "three@remote.test"):
+        _, recipient, verp = sent(alice, address)
+        made.append((recipient, arrived(samples.dsn(verp, address), verp)))
+    return made
+
+
+def test_a_batch_reads_several_in_one_transaction_and_a_poisonous_one_blocks_none(
+        alice, monkeypatch, caplog):
+    made = _three(alice)
+    real = intake.suppression.record_bounce
+
+    def poison(owner_id, address, *args, **kwargs):
+        if address == "two@remote.test":
+            raise ValueError("a report that breaks the reader")
+        return real(owner_id, address, *args, **kwargs)
+
+    monkeypatch.setattr(intake.suppression, "record_bounce", poison)
+    ids = [bounce.pk for _, bounce in made]
+    assert intake.process_batch(ids) == dict(zip(ids, ["bounce", "error", "bounce"],
+                                                 strict=True))
+    # The poisonous one's event was rolled back with its savepoint; the others' stand.
+    assert sorted(Event.objects.values_list("recipient__address", flat=True)) == [
+        "one@remote.test", "three@remote.test"]
+    assert sorted(Suppression.objects.values_list("address", flat=True)) == [
+        "one@remote.test", "three@remote.test"]
+    made[1][0].refresh_from_db()
+    assert made[1][0].state == "delivered"
+    assert f"{made[1][1].queue_id}: intake message could not be read (ValueError" in caplog.text
+    assert intake.pending() == [] and intake.process_batch(ids) == {}
+    assert Event.objects.count() == 2
+
+
+def test_a_database_error_on_one_message_leaves_it_for_a_read_of_its_own(alice, monkeypatch,
+                                                                         caplog):
+    from django.db import IntegrityError
+
+    made = _three(alice)
+    real, calls = intake.record, []
+
+    def refused_once(type, message, recipient, data):
+        calls.append(recipient)
+        if len(calls) == 1:
+            raise IntegrityError("the database refused it this time")
+        return real(type, message, recipient, data)
+
+    monkeypatch.setattr(intake, "record", refused_once)
+    ids = [bounce.pk for _, bounce in made]
+    assert intake.process_batch(ids) == dict.fromkeys(ids, "bounce")
+    assert "intake left for a read of its own (IntegrityError" in caplog.text
+    assert Event.objects.filter(type="bounce").count() == 3
+
+
+def test_a_crash_inside_a_batch_commits_nothing_and_the_rerun_records_each_once(alice,
+                                                                                monkeypatch):
+    made = _three(alice)
+    real = intake.suppression.record_bounce
+
+    def killed(owner_id, address, *args, **kwargs):
+        if address == "three@remote.test":
+            raise KeyboardInterrupt  # like the process dying: no except clause takes it
+        return real(owner_id, address, *args, **kwargs)
+
+    ids = [bounce.pk for _, bounce in made]
+    with monkeypatch.context() as m:
+        m.setattr(intake.suppression, "record_bounce", killed)
+        with pytest.raises(KeyboardInterrupt):
+            intake.process_batch(ids)
+    assert not Event.objects.exists() and not Suppression.objects.exists()
+    assert intake.pending() == ids
+    assert intake.process_batch(ids) == dict.fromkeys(ids, "bounce")
+    assert intake.process_batch(ids) == {}
+    assert Event.objects.filter(type="bounce").count() == 3
+    assert Suppression.objects.count() == 3
+
+
+@pytest.mark.parametrize("kind", ["bounce", "complaint", "response"])
+def test_the_raw_report_of_each_event_is_one_click_from_the_owners_pages(kind, alice, bob,
+                                                                         staff, client):
+    message, recipient, verp = sent(alice)
+    fbl = "fbl@" + settings.BOUNCE_DOMAIN
+    raw, to = {"bounce": (samples.dsn(verp, recipient.address), verp),
+               "complaint": (samples.arf(fbl, verp, recipient.address), fbl),
+               "response": (samples.auto_reply(verp, recipient.address), verp)}[kind]
+    report = arrived(raw, to)
+    assert intake.process_one(report.pk) == kind
+    link = f'href="/messages/{report.queue_id}/raw/"'
+    client.force_login(alice)
+    assert link in client.get(f"/messages/{message.queue_id}/").content.decode()
+    if kind != "response":  # the Bounces page lists bounces and complaints
+        assert link in client.get("/bounces/").content.decode()
+    got = client.get(f"/messages/{report.queue_id}/raw/")
+    assert (got.status_code, got.content, got["Content-Type"]) == (200, raw, "message/rfc822")
+    client.force_login(bob)  # another customer: as if it did not exist
+    assert client.get(f"/messages/{report.queue_id}/raw/").status_code == 404
+    assert client.get(f"/messages/{message.queue_id}/").status_code == 404
+    client.force_login(staff)
+    assert client.get(f"/messages/{report.queue_id}/raw/").content == raw
+
+
+def test_a_message_longer_than_the_parser_reads_is_read_from_its_first_mib(alice):
+    from relay.reports import MAX_BYTES
+
+    message, recipient, verp = sent(alice)
+    raw = samples.dsn(verp, recipient.address) + b"x" * (MAX_BYTES + 4096) + b"\r\n"
+    bounce = arrived(raw, verp)
+    [prepared] = intake.prepare([bounce.pk])
+    assert prepared.report.type == "bounce"
+    assert [r.address for r in prepared.report.recipients] == [recipient.address]
+    assert intake.process_batch([bounce.pk]) == {bounce.pk: "bounce"}

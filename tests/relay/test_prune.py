@@ -2,7 +2,7 @@
 everything past its retention goes, in transactions of --batch rows; what is not (recent rows,
 messages still in the queue, unread intake) stays, and a message whose body went still shows."""
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from io import StringIO
 
 import pytest
@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from events.models import Event
+from events.models import DailyStat, Event
 from relay import suppression
 from relay.models import Capture, Message, Recipient
 from smtpeter_site.db import insert_sql
@@ -76,6 +76,10 @@ def test_prune_deletes_what_is_past_retention_in_small_transactions(alice, staff
     assert list(Event.objects.values_list("pk", flat=True)) == [kept_event.pk]
     entry.refresh_from_db()
     assert entry.event_id is None  # the suppression outlives its event
+    # The Statistics page's figures for those days outlive their events: rolled up first.
+    assert DailyStat.objects.filter(
+        day=old_time.astimezone(UTC).date(), owner=alice, tag="", metric="delivered",
+    ).values_list("total", flat=True).first() == OLD_EVENTS
     # The message whose body went still has its page: envelope, recipients, no body.
     page = signed_in(staff).get(f"/messages/{done.queue_id}/")
     assert page.status_code == 200 and b"a@example.org" in page.content

@@ -81,15 +81,27 @@ def test_delivered_and_relayed_are_a_delivery_notice_not_a_bounce():
     (s.SENDMAIL_TEXT, [("disabled@example.org", "5.2.1", "hard", "inactive_mailbox",
                         "mx.example.org")]),
     (s.JAPANESE, [("keitai@carrier.example.jp", "5.1.1", "hard", "invalid_recipient", "")]),
-], ids=["postfix", "exim", "qmail", "exchange", "gmail", "sendmail", "japanese"])
+    (s.SENDMAIL_ARROWS, [("left@example.org", "5.0.0", "hard", "invalid_recipient", "")]),
+    (s.EXCHANGE_OLD, [("olduser@old.example", "5.0.0", "hard", "invalid_recipient", "")]),
+    (s.BULLETED, [("far@example.org", "5.0.0", "hard", "other", "")]),
+    (s.DELIVERY_FAILED_LINE, [("looped@example.org", "5.4.14", "hard", "other", "")]),
+], ids=["postfix", "exim", "qmail", "exchange", "gmail", "sendmail", "japanese",
+        "sendmail-arrows", "exchange-5.5", "bulleted", "delivery-failed-line"])
 def test_text_bounces(raw, expected):
     report = parse_report(raw)
     assert (report.type, report.source) == ("bounce", "text")
     got = [(r.address, r.status, r.class_, r.reason, r.remote_mta) for r in report.recipients]
     assert got == expected
     assert all(r.diagnostic for r in report.recipients)
-    if raw is not s.JAPANESE:
+    if raw not in (s.JAPANESE, s.EXCHANGE_OLD, s.BULLETED, s.DELIVERY_FAILED_LINE):
         assert report.original.return_path == s.VERP  # the copy after the cut line
+
+
+def test_a_multipart_report_without_its_boundary_is_read_as_one_text():
+    report = parse_report(s.NO_BOUNDARY)
+    assert report.type == "bounce"
+    assert [(r.address, r.status, r.action) for r in report.recipients] == [
+        ("piped@mail.example.edu", "5.5.0", "failed")]
 
 
 def test_text_bounce_keeps_the_server_words_and_the_alias():

@@ -104,3 +104,13 @@ def test_an_expired_entry_does_not_suppress(login):
     message = queue_message(login[0], [("carol@ok.example", "")])
     run_worker(ScriptedTransport())
     assert message.recipients.get().state == "delivered"
+
+
+def test_the_suppressed_failure_is_on_the_owners_message_page(login, client):
+    owner = login[0].owner
+    suppression.record_complaint(owner.pk, "erin@ok.example", detail="abuse report")
+    message = queue_message(login[0], [("erin@ok.example", "")])
+    run_worker(ScriptedTransport())
+    client.force_login(owner)
+    page = client.get(f"/messages/{message.queue_id}/").content.decode()
+    assert "suppressed: complaint" in page and "erin@ok.example" in page

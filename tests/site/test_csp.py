@@ -104,6 +104,7 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "sender_domain_check": [f"/domains/{domain}/check/"],
         "sender_domain_rotate": [f"/domains/{domain}/rotate/"],
         "sender_domain_delete": [f"/domains/{domain}/delete/"],
+        "stats": ["/stats/", f"/stats/?login={pk}&tag=x&machine=on", "/stats/?start=bad"],
     }
 
 
