@@ -58,6 +58,7 @@ from smtp_accept_bench import (  # noqa: E402
 from tests.relay.postfix import master_cf  # noqa: E402
 
 HOST = "127.0.0.1"
+PLAIN_PARTS = ["queued", "e2e", "postfix-queued", "postfix-e2e"]
 DOMAINS = [f"d{i}.bench.test" for i in range(10)]
 ALL_FEATURES = "clicktracking,openstracking,preventscam,bouncetracking,inlinecss"
 
@@ -283,6 +284,16 @@ class Runsmtp:
     def delivered(self) -> int:
         return self.sql("SELECT count(*) FROM relay_recipient WHERE state = 'delivered'")[0]
 
+    def wait_recorded(self, n: int, timeout: float = 120) -> float:
+        """Until n recipients are recorded delivered (the sink counts before that); the
+        perf_counter() time."""
+        deadline = time.monotonic() + timeout
+        while self.delivered() < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.delivered()} of {n} recorded delivered")
+            time.sleep(0.05)
+        return time.perf_counter()
+
     def reset(self) -> None:
         self.sql("TRUNCATE relay_message CASCADE")
 
@@ -326,10 +337,22 @@ def plain_jobs(n: int) -> list:
 # -- the runs ---------------------------------------------------------------------------------
 
 
-def run_plain(server: Runsmtp, login, n: int) -> dict:
+def run_plain(server: Runsmtp, login, n: int, parts: list[str] = PLAIN_PARTS) -> dict:
     jobs = plain_jobs(n)
     out: dict = {"messages": n}
-    # runsmtp, queued first
+    if "queued" in parts:
+        out.update(_plain_queued(server, login, jobs))
+    if "e2e" in parts:
+        out.update(_plain_e2e(server, login, jobs))
+    if "postfix-queued" in parts:
+        out.update(_postfix_queued(jobs))
+    if "postfix-e2e" in parts:
+        out.update(_postfix_e2e(jobs))
+    return out
+
+
+def _plain_queued(server: Runsmtp, login, jobs: list) -> dict:
+    n, out = len(jobs), {}
     sink = SmtpSink()
     server.env["RELAY_ROUTES"] = f"*={HOST}:{sink.port}"
     server.start("submission")
@@ -337,14 +360,25 @@ def run_plain(server: Runsmtp, login, n: int) -> dict:
     server.stop()
     ready = server.start("delivery")
     cpu0 = tree_cpu(server.proc.pid)
+    spy = py_spy(server.proc.pid)
     done = sink.wait_for(n)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
     out["runsmtp_queued_delivery_s"] = round(done - ready, 2)
     out["runsmtp_queued_msg_per_s"] = round(n / (done - ready))
     out["runsmtp_cpu_ms_per_msg"] = round(1000 * (tree_cpu(server.proc.pid) - cpu0) / n, 2)
+    out["runsmtp_recorded_after_s"] = round(server.wait_recorded(n) - ready, 2)
+    out["runsmtp_cpu_ms_per_msg_recorded"] = round(
+        1000 * (tree_cpu(server.proc.pid) - cpu0) / n, 2)
     server.stop()
     sink.stop()
     server.reset()
-    # runsmtp, end to end
+    return out
+
+
+def _plain_e2e(server: Runsmtp, login, jobs: list) -> dict:
+    n, out = len(jobs), {}
     sink = SmtpSink()
     server.env["RELAY_ROUTES"] = f"*={HOST}:{sink.port}"
     server.start("submission,delivery")
@@ -356,7 +390,12 @@ def run_plain(server: Runsmtp, login, n: int) -> dict:
     server.stop()
     sink.stop()
     server.reset()
-    # Postfix, queued first (the smtp transport deferred, then released)
+    return out
+
+
+def _postfix_queued(jobs: list) -> dict:
+    """Postfix, queued first (the smtp transport deferred, then released)."""
+    n, out = len(jobs), {}
     sink = SmtpSink()
     postfix = BenchPostfix(sink.port).start(deferred=True)
     try:
@@ -371,7 +410,11 @@ def run_plain(server: Runsmtp, login, n: int) -> dict:
     finally:
         postfix.stop()
         sink.stop()
-    # Postfix, end to end
+    return out
+
+
+def _postfix_e2e(jobs: list) -> dict:
+    n, out = len(jobs), {}
     sink = SmtpSink()
     postfix = BenchPostfix(sink.port).start()
     try:
@@ -499,6 +542,18 @@ def run_rss(server: Runsmtp, login, recipients: int) -> dict:
     return out
 
 
+def py_spy(pid: int) -> subprocess.Popen | None:
+    """With BENCH_PY_SPY=<file>: py-spy samples the process (its threads apart) into <file>
+    (collapsed stacks) until it is sent SIGINT."""
+    path = os.environ.get("BENCH_PY_SPY")
+    if not path:
+        return None
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([binary, "record", "--pid", str(pid), "--format", "raw", "--threads",
+                             "--rate", "250", "--nonblocking", "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -544,6 +599,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rss-recipients", type=int, default=100_000)
+    parser.add_argument("--plain-parts", default=",".join(PLAIN_PARTS),
+                        help="which halves of plain to run (a quicker A/B: queued,"
+                             "postfix-queued)")
     args = parser.parse_args()
     wanted = args.only.split(",")
     results: dict = {"machine_at_start": machine(), "database": "postgresql"}
@@ -554,7 +612,8 @@ def main() -> None:
             logins = server.setup()
             try:
                 for name, fn in (
-                    ("plain", lambda: run_plain(server, logins["plain"], args.messages)),
+                    ("plain", lambda: run_plain(server, logins["plain"], args.messages,
+                                                    args.plain_parts.split(","))),
                     ("newsletter", lambda: run_newsletter(server, logins["all"],
                                                           args.newsletter_recipients)),
                     ("latency", lambda: run_latency(server, logins["plain"], args.rate,

@@ -1,4 +1,5 @@
-"""The delivery worker (runsmtp's `delivery` role): claim due recipients, then each message
+"""The delivery worker (runsmtp's `delivery` role): claim due recipients (with their
+messages and the suppression lookups of the whole batch in one database call), then each message
 goes through a short list of named steps: load, check suppression, render (the first time, also
 store the URLs behind its tracking tokens), send, record.
 
@@ -7,8 +8,9 @@ sends the message unchanged (minus X-SMTPeter-* headers) and records a `warning`
 goes through a Transport: `CaptureTransport` (DELIVERY_MODE=capture) or the mx transport
 (relay.outbound: relay.mx routes, pooled relay.smtp_out sessions). Recipients of one message
 to one destination share a transaction only when their bytes and envelope sender are
-identical. Outcomes are written in batches by one recorder task; claims are bounded by
-DELIVERY_BATCH, so memory stays bounded however long the queue is.
+identical. Outcomes, and their per-recipient log lines, are written in batches by one recorder
+task (a log write per recipient handed the GIL to the database threads and waited to get it
+back); claims are bounded by DELIVERY_BATCH, so memory stays bounded however long the queue is.
 
 Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
 another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
@@ -50,6 +52,7 @@ RENDERED_FEATURES = ("clicktracking", "openstracking", "inlinecss")  # change th
 TRACKING_FEATURES = ("clicktracking", "openstracking")  # put tokens in: store the URL lists
 RECORD_EVERY = 0.05  # seconds an outcome may wait to be written with others
 STOP_GRACE = 10.0  # seconds a stopping worker lets sends in flight finish
+INLINE_STRIP = 256 * 1024  # header scan on the loop up to this size; a thread beyond (a hop costs)
 
 
 # -- the transport interface ------------------------------------------------------------------
@@ -128,6 +131,38 @@ def new_worker_id() -> str:
 
 
 @dataclass
+class Prefetched:
+    """What one claim batch read ahead: its messages (raw None for big ones) and which of
+    their recipients their owners suppress ((owner id, lower-cased address): reason).
+    A message missing from ``messages`` is loaded and checked on its own."""
+
+    messages: dict[int, QueuedMessage]
+    suppressed: dict[tuple[int, str], str]
+
+
+NOTHING_PREFETCHED = Prefetched({}, {})
+
+
+def prefetch(claims: list[Claim]) -> Prefetched:
+    """The messages of these claims and their suppression lookups: two queries however many
+    messages (on a database thread)."""
+    messages = queue.load_messages(sorted({c.message_id for c in claims}))
+    addresses: dict[int, set[str]] = defaultdict(set)
+    for c in claims:
+        m = messages.get(c.message_id)
+        if m is not None and suppression_applies(m):
+            addresses[m.owner_id].add(c.address)
+    return Prefetched(messages, suppression.for_owners(addresses))
+
+
+def suppression_applies(message: QueuedMessage) -> bool:
+    """Whether the owner's suppression list stops this message's recipients: not for DSNs,
+    mail without an owner, or X-SMTPeter-IgnoreSuppression: true (read at accept time)."""
+    return (message.owner_id is not None and not message.is_dsn
+            and not (message.features or {}).get(IGNORE_SUPPRESSION))
+
+
+@dataclass
 class Rendered:
     """Per recipient id: (bytes to send, envelope sender)."""
 
@@ -162,6 +197,7 @@ class DeliveryWorker:
         self.inflight: set[int] = set()  # claimed, outcome not yet written
         self._tasks: set[asyncio.Task] = set()
         self._results: list[Result] = []
+        self._lines: list[str] = []  # outcome log lines, written with the next batch
         self._recorded = asyncio.Event()
         self._warned: OrderedDict[tuple[int, str], None] = OrderedDict()
         self.delivered = 0
@@ -214,8 +250,14 @@ class DeliveryWorker:
             for c in claims:
                 by_message[c.message_id].append(c)
                 self.inflight.add(c.recipient_id)
+            try:
+                ahead = await self._db(prefetch, claims)
+            except Exception as exc:  # noqa: BLE001 - each message then reads its own
+                log.error("reading a claim batch's messages failed (%s: %s); each message "
+                          "is read alone", type(exc).__name__, exc)
+                ahead = NOTHING_PREFETCHED
             for message_id, group in by_message.items():
-                task = asyncio.create_task(self.deliver_message(message_id, group))
+                task = asyncio.create_task(self.deliver_message(message_id, group, ahead))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -256,12 +298,13 @@ class DeliveryWorker:
 
     # -- one message: the steps ------------------------------------------------------------
 
-    async def deliver_message(self, message_id: int, claims: list[Claim]) -> None:
+    async def deliver_message(self, message_id: int, claims: list[Claim],
+                              ahead: Prefetched = NOTHING_PREFETCHED) -> None:
         try:
-            message = await self.load(message_id, claims)
+            message = await self.load(message_id, claims, ahead)
             if message is None:
                 return
-            claims = await self.check_suppression(message, claims)
+            claims = await self.check_suppression(message, claims, ahead)
             if not claims:
                 return
             rendered = await self.render(message, claims)
@@ -275,26 +318,34 @@ class DeliveryWorker:
                        for c in claims if c.recipient_id in self.inflight
                        and c.recipient_id not in done])
 
-    async def load(self, message_id: int, claims: list[Claim]) -> QueuedMessage | None:
-        message = await self._db(queue.load_message, message_id)
+    async def load(self, message_id: int, claims: list[Claim],
+                   ahead: Prefetched = NOTHING_PREFETCHED) -> QueuedMessage | None:
+        message = ahead.messages.get(message_id)
+        if message is None or message.raw is None:  # big, or not read ahead
+            message = await self._db(queue.load_message, message_id)
         if message is None:  # deleted by staff since the claim
             self._forget([c.recipient_id for c in claims])
         return message
 
-    async def check_suppression(self, message: QueuedMessage,
-                                claims: list[Claim]) -> list[Claim]:
+    async def check_suppression(self, message: QueuedMessage, claims: list[Claim],
+                                ahead: Prefetched = NOTHING_PREFETCHED) -> list[Claim]:
         """Recipients on the owner's suppression list fail at once (550 5.7.1 suppressed:
         reason) without an attempt; a failure event and the usual DSN rules follow. The rest
         go on. X-SMTPeter-IgnoreSuppression: true (read at accept time) skips the check."""
-        if (message.features or {}).get(IGNORE_SUPPRESSION):
+        if not suppression_applies(message):
             return claims
-        found = await self._db(suppression.for_message, message.id, [c.address for c in claims])
-        if not found:
-            return claims
+        if message.id in ahead.messages:
+            found = {address: reason for (owner, address), reason in ahead.suppressed.items()
+                     if owner == message.owner_id}
+        else:
+            found = await self._db(suppression.for_message, message.id,
+                                   [c.address for c in claims])
         stopped = [c for c in claims if c.address.strip().lower() in found]
+        if not stopped:
+            return claims
         for c in stopped:
-            log.info("%s: to=<%s> status=failed (suppressed: %s)", message.queue_id, c.address,
-                     found[c.address.strip().lower()])
+            self._lines.append(f"{message.queue_id}: to=<{c.address}> status=failed "
+                               f"(suppressed: {found[c.address.strip().lower()]})")
         self._add([suppressed_result(c, found[c.address.strip().lower()]) for c in stopped])
         return [c for c in claims if c.address.strip().lower() not in found]
 
@@ -312,7 +363,8 @@ class DeliveryWorker:
                 reason = f"render failed ({type(exc).__name__})"
             log.warning("message %s: %s; sent unchanged", message.queue_id, reason)
             await self._warn(message, reason, {"action": "sent unchanged"})
-        unchanged = await asyncio.to_thread(strip_smtpeter_headers, message.raw)
+        unchanged = (strip_smtpeter_headers(message.raw) if len(message.raw) <= INLINE_STRIP
+                     else await asyncio.to_thread(strip_smtpeter_headers, message.raw))
         return Rendered({
             c.recipient_id: (unchanged, envelope_sender(
                 features, replace(ctx, recipient_id=c.recipient_id, recipient=c.address)))
@@ -386,10 +438,10 @@ class DeliveryWorker:
                 outcomes = [RecipientOutcome("deferred", 451, "4.4.0",
                                              f"Local transport error ({type(exc).__name__})")
                             for _ in rcpts]
-        for r, o in zip(rcpts, outcomes, strict=True):
-            log.info("%s: to=<%s> from=<%s> relay=%s status=%s (%s %s %s)", message.queue_id,
-                     r.address, sender, o.host or route, o.status, o.code or "-", o.enhanced,
-                     o.text[:200])
+        self._lines.extend(
+            f"{message.queue_id}: to=<{r.address}> from=<{sender}> relay={o.host or route} "
+            f"status={o.status} ({o.code or '-'} {o.enhanced} {o.text[:200]})"
+            for r, o in zip(rcpts, outcomes, strict=True))
         self.record(members, outcomes, sender, data)
 
     def record(self, members: list[Claim], outcomes: list[RecipientOutcome], sender: str,
@@ -434,6 +486,9 @@ class DeliveryWorker:
                 return
 
     async def _flush(self) -> bool:
+        if self._lines:  # one write for the batch (smtpeter_site.logs prefixes each line)
+            lines, self._lines = self._lines, []
+            log.info("%s", "\n".join(lines))
         if not self._results:
             return True
         batch, self._results = self._results, []
