@@ -12,10 +12,13 @@ identical. Outcomes, and their per-recipient log lines, are written in batches b
 task (a log write per recipient handed the GIL to the database threads and waited to get it
 back); claims are bounded by DELIVERY_BATCH, so memory stays bounded however long the queue is.
 
-Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
-another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
-wake those too (later work). DSNs are queued with the outcomes that earn them
-(relay.reports_out, in the recorder's transaction) and wake this worker after that commit.
+Wake-up: the queue writer of this process calls wake() after each commit. On PostgreSQL every
+commit that queues mail (the queue writer of any process, DSNs, staff's retry and release) also
+sends NOTIFY (relay.queue_writer.announce_new_mail), and each worker LISTENs on its own
+connection (smtpeter_site.db.listen): mail accepted by another process is claimed at once. The
+poll (DELIVERY_POLL_INTERVAL) stays as the fallback while that connection is down. DSNs are
+queued with the outcomes that earn them (relay.reports_out, in the recorder's transaction) and
+wake this worker after that commit.
 """
 from __future__ import annotations
 
@@ -40,10 +43,11 @@ from events.services import record as record_event
 from features.overrides import IGNORE_SUPPRESSION, strip_smtpeter_headers
 from features.render import envelope_sender
 from features.services import context as render_context
-from smtpeter_site.db import with_live_connection
+from smtpeter_site.db import listen, with_live_connection
 
 from . import queue, suppression
 from .queue import Claim, QueuedMessage, Result
+from .queue_writer import NEW_MAIL
 from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
 
 log = logging.getLogger("relay.delivery")
@@ -194,6 +198,7 @@ class DeliveryWorker:
         self._closing = False
         self._recorder_task: asyncio.Task | None = None
         self._heartbeat_task: asyncio.Task | None = None
+        self._listen_task: asyncio.Task | None = None
         self.inflight: set[int] = set()  # claimed, outcome not yet written
         self._tasks: set[asyncio.Task] = set()
         self._results: list[Result] = []
@@ -218,6 +223,7 @@ class DeliveryWorker:
         self._loop = asyncio.get_running_loop()
         self._recorder_task = asyncio.create_task(self._recorder())
         self._heartbeat_task = asyncio.create_task(self._heartbeat())
+        self._listen_task = asyncio.create_task(listen(NEW_MAIL, self.wake))
         try:
             await self.renderer.start()
         except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
@@ -278,8 +284,11 @@ class DeliveryWorker:
         self._recorded.set()
         if self._recorder_task is not None:
             await self._recorder_task
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        for task in (self._heartbeat_task, self._listen_task):
+            if task is not None:
+                task.cancel()
+        if self._listen_task is not None:
+            await asyncio.wait([self._listen_task], timeout=2)
         unsent = sorted(self.inflight)
         if unsent:
             log.warning("stopping with %d recipient(s) unfinished: given back to the queue "

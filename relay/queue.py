@@ -28,6 +28,7 @@ from smtpeter_site.db import insert_sql
 from .classify import classify
 from .dsn import dsn_wanted
 from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink
+from .queue_writer import announce_new_mail
 from .reports_out import Outcome, queue_reports
 
 if TYPE_CHECKING:
@@ -431,6 +432,7 @@ def retry_now(queue_id: str, *, actor: User | None = None,
     if not addresses:
         return None
     pending.update(next_attempt_at=timezone.now())
+    announce_new_mail()
     return _audit(QueueAudit.Action.RETRY, message, addresses, actor, actor_name)
 
 
@@ -462,6 +464,7 @@ def release(queue_id: str, *, actor: User | None = None,
     now = timezone.now()
     held.filter(attempts=0).update(state=State.QUEUED, next_attempt_at=now, updated=now)
     held.filter(attempts__gt=0).update(state=State.DEFERRED, next_attempt_at=now, updated=now)
+    announce_new_mail()
     return _audit(QueueAudit.Action.RELEASE, message, addresses, actor, actor_name)
 
 

@@ -8,7 +8,8 @@ def test_every_line_of_a_record_gets_the_prefix_and_a_traceback_stays_one_block(
     formatter = EveryLineFormatter("%(levelname)s %(name)s %(message)s")
     record = logging.LogRecord("relay.delivery", logging.INFO, __file__, 1, "%s",
                                ("a: to=<x>\nb: to=<y>",), None)
-    assert formatter.format(record) == "INFO relay.delivery a: to=<x>\nINFO relay.delivery b: to=<y>"
+    assert formatter.format(record) == ("INFO relay.delivery a: to=<x>\n"
+                                        "INFO relay.delivery b: to=<y>")
     try:
         raise ValueError("boom")
     except ValueError:
