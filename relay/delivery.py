@@ -8,9 +8,8 @@ sends the message unchanged (minus X-SMTPeter-* headers) and records a `warning`
 goes through a Transport: `CaptureTransport` (DELIVERY_MODE=capture) or the mx transport
 (relay.outbound: relay.mx routes, pooled relay.smtp_out sessions). Recipients of one message
 to one destination share a transaction only when their bytes and envelope sender are
-identical. Outcomes, and their per-recipient log lines, are written in batches by one recorder
-task (a log write per recipient handed the GIL to the database threads and waited to get it
-back); claims are bounded by DELIVERY_BATCH, so memory stays bounded however long the queue is.
+identical. Outcomes are written in batches by one recorder task; claims are bounded by
+DELIVERY_BATCH, so memory stays bounded however long the queue is.
 
 Wake-up: the queue writer of this process calls wake() after each commit. On PostgreSQL every
 commit that queues mail (the queue writer of any process, DSNs, staff's retry and release) also
@@ -202,7 +201,6 @@ class DeliveryWorker:
         self.inflight: set[int] = set()  # claimed, outcome not yet written
         self._tasks: set[asyncio.Task] = set()
         self._results: list[Result] = []
-        self._lines: list[str] = []  # outcome log lines, written with the next batch
         self._recorded = asyncio.Event()
         self._warned: OrderedDict[tuple[int, str], None] = OrderedDict()
         self.delivered = 0
@@ -353,8 +351,8 @@ class DeliveryWorker:
         if not stopped:
             return claims
         for c in stopped:
-            self._lines.append(f"{message.queue_id}: to=<{c.address}> status=failed "
-                               f"(suppressed: {found[c.address.strip().lower()]})")
+            log.info("%s: to=<%s> status=failed (suppressed: %s)", message.queue_id, c.address,
+                     found[c.address.strip().lower()])
         self._add([suppressed_result(c, found[c.address.strip().lower()]) for c in stopped])
         return [c for c in claims if c.address.strip().lower() not in found]
 
@@ -447,10 +445,10 @@ class DeliveryWorker:
                 outcomes = [RecipientOutcome("deferred", 451, "4.4.0",
                                              f"Local transport error ({type(exc).__name__})")
                             for _ in rcpts]
-        self._lines.extend(
-            f"{message.queue_id}: to=<{r.address}> from=<{sender}> relay={o.host or route} "
-            f"status={o.status} ({o.code or '-'} {o.enhanced} {o.text[:200]})"
-            for r, o in zip(rcpts, outcomes, strict=True))
+        for r, o in zip(rcpts, outcomes, strict=True):
+            log.info("%s: to=<%s> from=<%s> relay=%s status=%s (%s %s %s)", message.queue_id,
+                     r.address, sender, o.host or route, o.status, o.code or "-", o.enhanced,
+                     o.text[:200])
         self.record(members, outcomes, sender, data)
 
     def record(self, members: list[Claim], outcomes: list[RecipientOutcome], sender: str,
@@ -495,9 +493,6 @@ class DeliveryWorker:
                 return
 
     async def _flush(self) -> bool:
-        if self._lines:  # one write for the batch (smtpeter_site.logs prefixes each line)
-            lines, self._lines = self._lines, []
-            log.info("%s", "\n".join(lines))
         if not self._results:
             return True
         batch, self._results = self._results, []
