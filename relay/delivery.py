@@ -135,12 +135,15 @@ def new_worker_id() -> str:
 
 @dataclass
 class Prefetched:
-    """What one claim batch read ahead: its messages (raw None for big ones) and which of
-    their recipients their owners suppress ((owner id, lower-cased address): reason).
-    A message missing from ``messages`` is loaded and checked on its own."""
+    """What one claim batch read ahead: its messages (raw None for big ones; each taken out
+    by its delivery, so a delivered message's bytes are not kept until the whole batch is
+    done), and which of their recipients their owners suppress ((owner id, lower-cased
+    address): reason) for the message ids in ``checked``. A message not read ahead is loaded
+    and checked on its own."""
 
     messages: dict[int, QueuedMessage]
     suppressed: dict[tuple[int, str], str]
+    checked: frozenset[int] = frozenset()
 
 
 NOTHING_PREFETCHED = Prefetched({}, {})
@@ -155,7 +158,7 @@ def prefetch(claims: list[Claim]) -> Prefetched:
         m = messages.get(c.message_id)
         if m is not None and suppression_applies(m):
             addresses[m.owner_id].add(c.address)
-    return Prefetched(messages, suppression.for_owners(addresses))
+    return Prefetched(messages, suppression.for_owners(addresses), frozenset(messages))
 
 
 def suppression_applies(message: QueuedMessage) -> bool:
@@ -327,7 +330,7 @@ class DeliveryWorker:
 
     async def load(self, message_id: int, claims: list[Claim],
                    ahead: Prefetched = NOTHING_PREFETCHED) -> QueuedMessage | None:
-        message = ahead.messages.get(message_id)
+        message = ahead.messages.pop(message_id, None)
         if message is None or message.raw is None:  # big, or not read ahead
             message = await self._db(queue.load_message, message_id)
         if message is None:  # deleted by staff since the claim
@@ -341,7 +344,7 @@ class DeliveryWorker:
         go on. X-SMTPeter-IgnoreSuppression: true (read at accept time) skips the check."""
         if not suppression_applies(message):
             return claims
-        if message.id in ahead.messages:
+        if message.id in ahead.checked:
             found = {address: reason for (owner, address), reason in ahead.suppressed.items()
                      if owner == message.owner_id}
         else:
