@@ -1,7 +1,7 @@
 """Wake-up across processes (PostgreSQL LISTEN/NOTIFY): mail accepted by a runsmtp with only
 the submission role is delivered by another with only the delivery role at once, although
-both poll only every DELIVERY_POLL_INTERVAL = 60 s; and a delivery process that starts before
-its listening connection can reach anything still delivers by the poll."""
+both poll only every DELIVERY_POLL_INTERVAL = 60 s; and mail committed without a NOTIFY (as
+while the listening connection is down) is still delivered by the poll."""
 from __future__ import annotations
 
 import smtplib
