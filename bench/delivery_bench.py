@@ -62,6 +62,8 @@ from smtp_accept_bench import (  # noqa: E402
 from tests.relay.postfix import master_cf  # noqa: E402
 
 HOST = "127.0.0.1"
+PLAIN_PARTS = ["queued", "e2e", "e2e-split", "postfix-queued", "postfix-e2e"]
+MORE_PARTS = ["queued-2"]  # two delivery processes on the queued load (not in the default)
 DOMAINS = [f"d{i}.bench.test" for i in range(10)]
 ALL_FEATURES = "clicktracking,openstracking,preventscam,bouncetracking,inlinecss"
 
@@ -217,7 +219,8 @@ defer_transports = {"smtp" if deferred else ""}
 
 
 class Runsmtp:
-    def __init__(self, workdir: Path, database_url: str, sink_port: int) -> None:
+    def __init__(self, workdir: Path, database_url: str, sink_port: int,
+                 name: str = "runsmtp") -> None:
         self.workdir = workdir
         self.tls_port = free_port()
         self.database_url = database_url
@@ -231,7 +234,13 @@ class Runsmtp:
             DELIVERY_ALLOW_PRIVATE="true", BOUNCE_DOMAIN="bounces.bench.test",
             LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
         )
-        self.log = workdir / "runsmtp.log"
+        self.log = workdir / f"{name}.log"
+
+    def sibling(self, name: str) -> Runsmtp:
+        """Another runsmtp process on the same database and settings (its own log)."""
+        other = Runsmtp(self.workdir, self.database_url, 25, name)
+        other.env = dict(self.env)
+        return other
 
     def manage(self, *args: str) -> str:
         return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT,
@@ -301,6 +310,16 @@ class Runsmtp:
     def delivered(self) -> int:
         return self.sql("SELECT count(*) FROM relay_recipient WHERE state = 'delivered'")[0]
 
+    def wait_recorded(self, n: int, timeout: float = 120) -> float:
+        """Until n recipients are recorded delivered (the sink counts before that); the
+        perf_counter() time."""
+        deadline = time.monotonic() + timeout
+        while self.delivered() < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.delivered()} of {n} recorded delivered")
+            time.sleep(0.05)
+        return time.perf_counter()
+
     def reset(self) -> None:
         self.sql("TRUNCATE relay_message CASCADE")
 
@@ -344,37 +363,88 @@ def plain_jobs(n: int) -> list:
 # -- the runs ---------------------------------------------------------------------------------
 
 
-def run_plain(server: Runsmtp, login, n: int) -> dict:
+def run_plain(server: Runsmtp, login, n: int, parts: list[str] = PLAIN_PARTS) -> dict:
     jobs = plain_jobs(n)
     out: dict = {"messages": n}
-    # runsmtp, queued first
+    if "queued" in parts:
+        out.update(_plain_queued(server, login, jobs))
+    if "queued-2" in parts:
+        out.update(_plain_queued(server, login, jobs, processes=2))
+    if "e2e" in parts:
+        out.update(_plain_e2e(server, login, jobs))
+    if "e2e-split" in parts:
+        out.update(_plain_e2e(server, login, jobs, split=True))
+    if "postfix-queued" in parts:
+        out.update(_postfix_queued(jobs))
+    if "postfix-e2e" in parts:
+        out.update(_postfix_e2e(jobs))
+    return out
+
+
+def _plain_queued(server: Runsmtp, login, jobs: list, processes: int = 1) -> dict:
+    """Submitted with delivery off, then delivered by `processes` runsmtp --roles delivery
+    (started at once; timed from the last one's "ready")."""
+    n, out = len(jobs), {}
+    tag = "" if processes == 1 else f"_{processes}p"
     sink = SmtpSink()
     server.env["RELAY_ROUTES"] = f"*={HOST}:{sink.port}"
     server.start("submission")
-    out["runsmtp_submit_s"] = round(submit(server.tls_port, server.cafile, login, jobs), 2)
+    out[f"runsmtp{tag}_submit_s"] = round(submit(server.tls_port, server.cafile, login, jobs),
+                                          2)
     server.stop()
-    ready = server.start("delivery")
-    cpu0 = tree_cpu(server.proc.pid)
+    workers = [server] + [server.sibling(f"delivery{i}") for i in range(1, processes)]
+    ready = max(w.start("delivery") for w in workers)
+    cpu0 = sum(tree_cpu(w.proc.pid) for w in workers)
+    spy = py_spy(server.proc.pid)
     done = sink.wait_for(n)
-    out["runsmtp_queued_delivery_s"] = round(done - ready, 2)
-    out["runsmtp_queued_msg_per_s"] = round(n / (done - ready))
-    out["runsmtp_cpu_ms_per_msg"] = round(1000 * (tree_cpu(server.proc.pid) - cpu0) / n, 2)
-    server.stop()
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    cpu = sum(tree_cpu(w.proc.pid) for w in workers) - cpu0
+    out[f"runsmtp{tag}_queued_delivery_s"] = round(done - ready, 2)
+    out[f"runsmtp{tag}_queued_msg_per_s"] = round(n / (done - ready))
+    out[f"runsmtp{tag}_cpu_ms_per_msg"] = round(1000 * cpu / n, 2)
+    out[f"runsmtp{tag}_recorded_after_s"] = round(server.wait_recorded(n) - ready, 2)
+    cpu = sum(tree_cpu(w.proc.pid) for w in workers) - cpu0
+    out[f"runsmtp{tag}_cpu_ms_per_msg_recorded"] = round(1000 * cpu / n, 2)
+    for w in workers:
+        w.stop()
     sink.stop()
     server.reset()
-    # runsmtp, end to end
+    return out
+
+
+def _plain_e2e(server: Runsmtp, login, jobs: list, split: bool = False) -> dict:
+    """Submission and delivery at once: one runsmtp with both roles, or (split) one with
+    submission and another with delivery, each on its own core."""
+    n, out = len(jobs), {}
+    tag = "_split" if split else ""
     sink = SmtpSink()
     server.env["RELAY_ROUTES"] = f"*={HOST}:{sink.port}"
-    server.start("submission,delivery")
+    delivery = server.sibling("delivery") if split else None
+    if delivery is not None:
+        delivery.start("delivery")
+    server.start("submission" if split else "submission,delivery")
+    procs = [p for p in (server, delivery) if p is not None]
+    cpu0 = sum(tree_cpu(p.proc.pid) for p in procs)
     started = time.perf_counter()
-    out["runsmtp_e2e_submit_s"] = round(submit(server.tls_port, server.cafile, login, jobs), 2)
+    out[f"runsmtp_e2e{tag}_submit_s"] = round(submit(server.tls_port, server.cafile, login,
+                                                     jobs), 2)
     done = sink.wait_for(n)
-    out["runsmtp_e2e_s"] = round(done - started, 2)
-    out["runsmtp_e2e_msg_per_s"] = round(n / (done - started))
-    server.stop()
+    out[f"runsmtp_e2e{tag}_s"] = round(done - started, 2)
+    out[f"runsmtp_e2e{tag}_msg_per_s"] = round(n / (done - started))
+    out[f"runsmtp_e2e{tag}_cpu_ms_per_msg"] = round(
+        1000 * (sum(tree_cpu(p.proc.pid) for p in procs) - cpu0) / n, 2)
+    for p in procs:
+        p.stop()
     sink.stop()
     server.reset()
-    # Postfix, queued first (the smtp transport deferred, then released)
+    return out
+
+
+def _postfix_queued(jobs: list) -> dict:
+    """Postfix, queued first (the smtp transport deferred, then released)."""
+    n, out = len(jobs), {}
     sink = SmtpSink()
     postfix = BenchPostfix(sink.port).start(deferred=True)
     try:
@@ -389,7 +459,11 @@ def run_plain(server: Runsmtp, login, n: int) -> dict:
     finally:
         postfix.stop()
         sink.stop()
-    # Postfix, end to end
+    return out
+
+
+def _postfix_e2e(jobs: list) -> dict:
+    n, out = len(jobs), {}
     sink = SmtpSink()
     postfix = BenchPostfix(sink.port).start()
     try:
@@ -528,6 +602,18 @@ def run_rss(server: Runsmtp, login, recipients: int) -> dict:
     return out
 
 
+def py_spy(pid: int) -> subprocess.Popen | None:
+    """With BENCH_PY_SPY=<file>: py-spy samples the process (its threads apart) into <file>
+    (collapsed stacks) until it is sent SIGINT."""
+    path = os.environ.get("BENCH_PY_SPY")
+    if not path:
+        return None
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([binary, "record", "--pid", str(pid), "--format", "raw", "--threads",
+                             "--rate", "250", "--nonblocking", "-o", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -589,6 +675,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rss-recipients", type=int, default=100_000)
+    parser.add_argument("--plain-parts", default=",".join(PLAIN_PARTS),
+                        help="which parts of plain to run, of "
+                             f"{','.join(PLAIN_PARTS + MORE_PARTS)} (a quicker A/B: "
+                             "queued,postfix-queued)")
     args = parser.parse_args()
     wanted = args.only.split(",")
     results: dict = {"machine_at_start": machine(), "database": "postgresql"}
@@ -599,7 +689,8 @@ def main() -> None:
             logins = server.setup()
             try:
                 for name, fn in (
-                    ("plain", lambda: run_plain(server, logins["plain"], args.messages)),
+                    ("plain", lambda: run_plain(server, logins["plain"], args.messages,
+                                                    args.plain_parts.split(","))),
                     ("newsletter", lambda: run_newsletter(server, logins["all"],
                                                           args.newsletter_recipients)),
                     ("newsletter_signed", lambda: run_newsletter(

@@ -1,4 +1,5 @@
-"""The delivery worker (runsmtp's `delivery` role): claim due recipients, then each message
+"""The delivery worker (runsmtp's `delivery` role): claim due recipients (with their
+messages and the suppression lookups of the whole batch in one database call), then each message
 goes through a short list of named steps: load, check suppression, render (the first time, also
 store the URLs behind its tracking tokens), send, record.
 
@@ -10,10 +11,13 @@ to one destination share a transaction only when their bytes and envelope sender
 identical. Outcomes are written in batches by one recorder task; claims are bounded by
 DELIVERY_BATCH, so memory stays bounded however long the queue is.
 
-Wake-up: the queue writer of this process calls wake() after each commit; mail queued by
-another process is found by the poll (DELIVERY_POLL_INTERVAL). PostgreSQL LISTEN/NOTIFY could
-wake those too (later work). DSNs are queued with the outcomes that earn them
-(relay.reports_out, in the recorder's transaction) and wake this worker after that commit.
+Wake-up: the queue writer of this process calls wake() after each commit. On PostgreSQL every
+commit that queues mail (the queue writer of any process, DSNs, staff's retry and release) also
+sends NOTIFY (relay.queue_writer.announce_new_mail), and each worker LISTENs on its own
+connection (smtpeter_site.db.listen): mail accepted by another process is claimed at once. The
+poll (DELIVERY_POLL_INTERVAL) stays as the fallback while that connection is down. DSNs are
+queued with the outcomes that earn them (relay.reports_out, in the recorder's transaction) and
+wake this worker after that commit.
 """
 from __future__ import annotations
 
@@ -38,10 +42,11 @@ from events.services import record as record_event
 from features.overrides import IGNORE_SUPPRESSION, strip_smtpeter_headers
 from features.render import envelope_sender
 from features.services import context as render_context
-from smtpeter_site.db import with_live_connection
+from smtpeter_site.db import listen, with_live_connection
 
 from . import metrics, queue, suppression
 from .queue import Claim, QueuedMessage, Result
+from .queue_writer import NEW_MAIL
 from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
 from .signing import sign_rendered
 
@@ -51,6 +56,7 @@ RENDERED_FEATURES = ("clicktracking", "openstracking", "inlinecss")  # change th
 TRACKING_FEATURES = ("clicktracking", "openstracking")  # put tokens in: store the URL lists
 RECORD_EVERY = 0.05  # seconds an outcome may wait to be written with others
 STOP_GRACE = 10.0  # seconds a stopping worker lets sends in flight finish
+INLINE_STRIP = 256 * 1024  # header scan on the loop up to this size; a thread beyond (a hop costs)
 
 
 # -- the transport interface ------------------------------------------------------------------
@@ -129,6 +135,41 @@ def new_worker_id() -> str:
 
 
 @dataclass
+class Prefetched:
+    """What one claim batch read ahead: its messages (raw None for big ones; each taken out
+    by its delivery, so a delivered message's bytes are not kept until the whole batch is
+    done), and which of their recipients their owners suppress ((owner id, lower-cased
+    address): reason) for the message ids in ``checked``. A message not read ahead is loaded
+    and checked on its own."""
+
+    messages: dict[int, QueuedMessage]
+    suppressed: dict[tuple[int, str], str]
+    checked: frozenset[int] = frozenset()
+
+
+NOTHING_PREFETCHED = Prefetched({}, {})
+
+
+def prefetch(claims: list[Claim]) -> Prefetched:
+    """The messages of these claims and their suppression lookups: two queries however many
+    messages (on a database thread)."""
+    messages = queue.load_messages(sorted({c.message_id for c in claims}))
+    addresses: dict[int, set[str]] = defaultdict(set)
+    for c in claims:
+        m = messages.get(c.message_id)
+        if m is not None and suppression_applies(m):
+            addresses[m.owner_id].add(c.address)
+    return Prefetched(messages, suppression.for_owners(addresses), frozenset(messages))
+
+
+def suppression_applies(message: QueuedMessage) -> bool:
+    """Whether the owner's suppression list stops this message's recipients: not for DSNs,
+    mail without an owner, or X-SMTPeter-IgnoreSuppression: true (read at accept time)."""
+    return (message.owner_id is not None and not message.is_dsn
+            and not (message.features or {}).get(IGNORE_SUPPRESSION))
+
+
+@dataclass
 class Rendered:
     """Per recipient id: (bytes to send, envelope sender)."""
 
@@ -160,6 +201,7 @@ class DeliveryWorker:
         self._closing = False
         self._recorder_task: asyncio.Task | None = None
         self._heartbeat_task: asyncio.Task | None = None
+        self._listen_task: asyncio.Task | None = None
         self.inflight: set[int] = set()  # claimed, outcome not yet written
         self._tasks: set[asyncio.Task] = set()
         self._results: list[Result] = []
@@ -183,6 +225,7 @@ class DeliveryWorker:
         self._loop = asyncio.get_running_loop()
         self._recorder_task = asyncio.create_task(self._recorder())
         self._heartbeat_task = asyncio.create_task(self._heartbeat())
+        self._listen_task = asyncio.create_task(listen(NEW_MAIL, self.wake))
         try:
             await self.renderer.start()
         except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
@@ -215,8 +258,14 @@ class DeliveryWorker:
             for c in claims:
                 by_message[c.message_id].append(c)
                 self.inflight.add(c.recipient_id)
+            try:
+                ahead = await self._db(prefetch, claims)
+            except Exception as exc:  # noqa: BLE001 - each message then reads its own
+                log.error("reading a claim batch's messages failed (%s: %s); each message "
+                          "is read alone", type(exc).__name__, exc)
+                ahead = NOTHING_PREFETCHED
             for message_id, group in by_message.items():
-                task = asyncio.create_task(self.deliver_message(message_id, group))
+                task = asyncio.create_task(self.deliver_message(message_id, group, ahead))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -237,8 +286,11 @@ class DeliveryWorker:
         self._recorded.set()
         if self._recorder_task is not None:
             await self._recorder_task
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        for task in (self._heartbeat_task, self._listen_task):
+            if task is not None:
+                task.cancel()
+        if self._listen_task is not None:
+            await asyncio.wait([self._listen_task], timeout=2)
         unsent = sorted(self.inflight)
         if unsent:
             log.warning("stopping with %d recipient(s) unfinished: given back to the queue "
@@ -257,12 +309,13 @@ class DeliveryWorker:
 
     # -- one message: the steps ------------------------------------------------------------
 
-    async def deliver_message(self, message_id: int, claims: list[Claim]) -> None:
+    async def deliver_message(self, message_id: int, claims: list[Claim],
+                              ahead: Prefetched = NOTHING_PREFETCHED) -> None:
         try:
-            message = await self.load(message_id, claims)
+            message = await self.load(message_id, claims, ahead)
             if message is None:
                 return
-            claims = await self.check_suppression(message, claims)
+            claims = await self.check_suppression(message, claims, ahead)
             if not claims:
                 return
             rendered = await self.render(message, claims)
@@ -277,23 +330,31 @@ class DeliveryWorker:
                        for c in claims if c.recipient_id in self.inflight
                        and c.recipient_id not in done])
 
-    async def load(self, message_id: int, claims: list[Claim]) -> QueuedMessage | None:
-        message = await self._db(queue.load_message, message_id)
+    async def load(self, message_id: int, claims: list[Claim],
+                   ahead: Prefetched = NOTHING_PREFETCHED) -> QueuedMessage | None:
+        message = ahead.messages.pop(message_id, None)
+        if message is None or message.raw is None:  # big, or not read ahead
+            message = await self._db(queue.load_message, message_id)
         if message is None:  # deleted by staff since the claim
             self._forget([c.recipient_id for c in claims])
         return message
 
-    async def check_suppression(self, message: QueuedMessage,
-                                claims: list[Claim]) -> list[Claim]:
+    async def check_suppression(self, message: QueuedMessage, claims: list[Claim],
+                                ahead: Prefetched = NOTHING_PREFETCHED) -> list[Claim]:
         """Recipients on the owner's suppression list fail at once (550 5.7.1 suppressed:
         reason) without an attempt; a failure event and the usual DSN rules follow. The rest
         go on. X-SMTPeter-IgnoreSuppression: true (read at accept time) skips the check."""
-        if (message.features or {}).get(IGNORE_SUPPRESSION):
+        if not suppression_applies(message):
             return claims
-        found = await self._db(suppression.for_message, message.id, [c.address for c in claims])
-        if not found:
-            return claims
+        if message.id in ahead.checked:
+            found = {address: reason for (owner, address), reason in ahead.suppressed.items()
+                     if owner == message.owner_id}
+        else:
+            found = await self._db(suppression.for_message, message.id,
+                                   [c.address for c in claims])
         stopped = [c for c in claims if c.address.strip().lower() in found]
+        if not stopped:
+            return claims
         for c in stopped:
             log.info("%s: to=<%s> status=failed (suppressed: %s)", message.queue_id, c.address,
                      found[c.address.strip().lower()])
@@ -315,7 +376,8 @@ class DeliveryWorker:
                 reason = f"render failed ({type(exc).__name__})"
             log.warning("message %s: %s; sent unchanged", message.queue_id, reason)
             await self._warn(message, reason, {"action": "sent unchanged"})
-        unchanged = await asyncio.to_thread(strip_smtpeter_headers, message.raw)
+        unchanged = (strip_smtpeter_headers(message.raw) if len(message.raw) <= INLINE_STRIP
+                     else await asyncio.to_thread(strip_smtpeter_headers, message.raw))
         return Rendered({
             c.recipient_id: (unchanged, envelope_sender(
                 features, replace(ctx, recipient_id=c.recipient_id, recipient=c.address)))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import BinaryField, Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from events.models import Event
@@ -28,6 +28,7 @@ from smtpeter_site.db import insert_sql
 from .classify import classify
 from .dsn import dsn_wanted
 from .models import Attempt, Capture, Message, QueueAudit, Recipient, TrackedLink
+from .queue_writer import announce_new_mail
 from .reports_out import Outcome, queue_reports
 
 if TYPE_CHECKING:
@@ -64,8 +65,10 @@ class QueuedMessage:
     features: dict
     received_at: datetime
     max_deliver_until: datetime | None
-    raw: bytes
+    raw: bytes | None  # None: not read yet (a big message in a batch, see load_messages)
     links_stored: bool = False  # its TrackedLink rows are written (see store_links)
+    owner_id: int | None = None
+    is_dsn: bool = False  # a report we generated (never suppressed)
 
 
 @dataclass
@@ -188,16 +191,39 @@ def unclaim(worker_id: str, recipient_ids: list[int]) -> int:
         lease_until=None, leased_by="")
 
 
+BATCH_RAW_MAX = 64 * 1024  # messages up to this size are read with their claim batch
+_MESSAGE_FIELDS = ("id", "queue_id", "kind", "mail_from", "ret", "envid", "features",
+                   "received_at", "max_deliver_until")
+
+
+def _messages(message_ids: list[int], raw_max: int | None) -> list[QueuedMessage]:
+    links_stored = Exists(TrackedLink.objects.filter(
+        message=OuterRef("pk"), kind=TrackedLink.Kind.OPEN, position=0))
+    raw = F("raw") if raw_max is None else Case(
+        When(size__lte=raw_max, then=F("raw")), default=Value(None),
+        output_field=BinaryField())
+    rows = (Message.objects.filter(pk__in=message_ids)
+            .annotate(links_stored=links_stored, raw_or_none=raw)
+            .values_list(*_MESSAGE_FIELDS, "raw_or_none", "links_stored", "owner_id",
+                         "dsn_of_id"))
+    return [QueuedMessage(*row[:9], raw=None if row[9] is None else bytes(row[9]),
+                          links_stored=bool(row[10]), owner_id=row[11],
+                          is_dsn=row[12] is not None)
+            for row in rows]
+
+
 def load_message(message_id: int) -> QueuedMessage | None:
-    row = (Message.objects.filter(pk=message_id)
-           .annotate(links_stored=Exists(TrackedLink.objects.filter(
-               message=OuterRef("pk"), kind=TrackedLink.Kind.OPEN, position=0)))
-           .values_list("id", "queue_id", "kind", "mail_from", "ret", "envid", "features",
-                        "received_at", "max_deliver_until", "raw", "links_stored")
-           .first())
-    if row is None:
-        return None
-    return QueuedMessage(*row[:-2], raw=bytes(row[-2]), links_stored=bool(row[-1]))
+    """One message with its raw bytes; None when it is gone (deleted by staff)."""
+    found = _messages([message_id], None)
+    return found[0] if found else None
+
+
+def load_messages(message_ids: list[int],
+                  raw_max: int = BATCH_RAW_MAX) -> dict[int, QueuedMessage]:
+    """The messages of a claim batch in one query, raw bytes only of those up to raw_max
+    bytes (a batch of big messages would hold them all in memory at once; delivery reads
+    those one at a time with load_message). A deleted message is missing from the result."""
+    return {m.id: m for m in _messages(message_ids, raw_max)}
 
 
 def store_links(message_id: int, links: list[str], images: list[str]) -> None:
@@ -406,6 +432,7 @@ def retry_now(queue_id: str, *, actor: User | None = None,
     if not addresses:
         return None
     pending.update(next_attempt_at=timezone.now())
+    announce_new_mail()
     return _audit(QueueAudit.Action.RETRY, message, addresses, actor, actor_name)
 
 
@@ -437,6 +464,7 @@ def release(queue_id: str, *, actor: User | None = None,
     now = timezone.now()
     held.filter(attempts=0).update(state=State.QUEUED, next_attempt_at=now, updated=now)
     held.filter(attempts__gt=0).update(state=State.DEFERRED, next_attempt_at=now, updated=now)
+    announce_new_mail()
     return _audit(QueueAudit.Action.RELEASE, message, addresses, actor, actor_name)
 
 

@@ -22,12 +22,19 @@ from django.utils import timezone
 
 from features.mime import header_end
 from features.overrides import apply_overrides, max_deliver_seconds
-from smtpeter_site.db import insert_sql, per_vendor
+from smtpeter_site.db import insert_sql, notify, per_vendor
 
 from .headers import subject_of
 
 log = logging.getLogger("relay.queue")
 MAX_BATCH = 200
+NEW_MAIL = "smtpeter_new_mail"  # NOTIFY channel: mail due for delivery was committed
+
+
+def announce_new_mail() -> None:
+    """Wake the delivering processes listening on PostgreSQL (relay.delivery) when the
+    current transaction commits; the poll (DELIVERY_POLL_INTERVAL) is the fallback."""
+    notify(NEW_MAIL)
 
 
 @dataclass
@@ -131,6 +138,8 @@ def write_batch(batch: list[Submission], touched: set[int]) -> list[int]:
                                   None if intake else now_db, "", now_db))
         if rcpt_rows:
             cursor.executemany(rcpt_sql, rcpt_rows)
+            if any(row[4] == "queued" for row in rcpt_rows):
+                announce_new_mail()
         if touched:
             touch_last_used(touched, now)
     return ids

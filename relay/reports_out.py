@@ -34,6 +34,7 @@ from events.services import NewEvent, record_many
 from .dsn import DsnRecipient, build_dsn
 from .headers import subject_of
 from .models import Message, Recipient
+from .queue_writer import announce_new_mail
 
 log = logging.getLogger("relay.dsn")
 
@@ -128,5 +129,7 @@ def queue_reports(outcomes: list[Outcome], now: datetime) -> list[int]:
                  action, report.queue_id, m["mail_from"], len(group))
         ids.append(report.pk)
     record_many(events)
+    if ids:
+        announce_new_mail()
     return ids
 

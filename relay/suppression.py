@@ -2,7 +2,7 @@
 
 Intake adds hard bounces, complaints and repeated soft bounces (add, record_soft_bounce);
 people add and remove entries in the dashboard or by CSV (each change audited, like login
-changes); delivery asks for_message() when it claims recipients. Addresses are kept
+changes); delivery asks for_owners() for each claim batch. Addresses are kept
 lower-cased, one entry per owner and address; an expired entry no longer suppresses and is
 replaced by the next add.
 """
@@ -38,6 +38,7 @@ MAX_DETAIL = 1000
 IMPORT_MAX_ROWS = 100_000
 CSV_FIELDS = ["address", "reason", "detail", "created", "expires_at", "source"]
 _UNSET = object()
+ADDRESSES_PER_QUERY = 500  # well under SQLite's limit of bound parameters
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -104,6 +105,28 @@ def for_message(message_id: int, addresses: Iterable[str],
         cursor.execute(_for_message_sql(conn) + f"({', '.join(['%s'] * len(wanted))})",
                        [message_id, when, *wanted])
         return dict(cursor.fetchall())
+
+
+def for_owners(addresses: dict[int, Iterable[str]],
+               now: datetime | None = None) -> dict[tuple[int, str], str]:
+    """{(owner id, lower-cased address): reason} for those of ``addresses`` ({owner id:
+    addresses}) their owner suppresses: delivery asks this once per claim batch, in one query
+    per ADDRESSES_PER_QUERY addresses, instead of for_message() per message."""
+    wanted = {(owner, a.strip().lower()) for owner, found in addresses.items() for a in found}
+    if not wanted:
+        return {}
+    active = _active(now or timezone.now())
+    owners = sorted({owner for owner, _ in wanted})
+    names = sorted({a for _, a in wanted})
+    hits = {}
+    for i in range(0, len(names), ADDRESSES_PER_QUERY):
+        for owner, address, reason in (
+                Suppression.objects.filter(active, owner_id__in=owners,
+                                           address__in=names[i:i + ADDRESSES_PER_QUERY])
+                .values_list("owner_id", "address", "reason")):
+            if (owner, address) in wanted:
+                hits[(owner, address)] = reason
+    return hits
 
 
 @per_vendor

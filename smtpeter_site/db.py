@@ -1,10 +1,16 @@
 """The one raw-SQL helper: statements built from a model's metadata once per database vendor,
 and calls made on a live connection (reconnecting once). For the hot paths that skip the ORM's
 query code; the SQL itself stays in the services module of the app that owns the table.
+
+Also PostgreSQL's LISTEN/NOTIFY, the wake-up between processes: notify() in a transaction
+sends with its commit, listen() keeps one psycopg async connection listening (reconnecting).
 """
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,6 +19,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 T = TypeVar("T")
+log = logging.getLogger("smtpeter.db")
+_CHANNEL = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")  # a plain identifier: no quoting needed
 
 
 def insert_sql(connection: BaseDatabaseWrapper, model: type[Model], names: list[str]) -> str:
@@ -84,3 +92,49 @@ def _close() -> None:
         connection.close()
     except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is gone
         pass
+
+
+def notify(channel: str) -> None:
+    """NOTIFY ``channel`` on this thread's connection: inside a transaction PostgreSQL sends
+    it when that commits (never for a rollback), outside at once. Nothing on other databases
+    (SQLite has one delivering process, woken in-process)."""
+    if connection.vendor != "postgresql":
+        return
+    if not _CHANNEL.match(channel):
+        raise ValueError(f"not a plain channel name: {channel!r}")
+    with connection.cursor() as cursor:
+        cursor.execute(f"NOTIFY {channel}")
+
+
+async def listen(channel: str, on_notify: Callable[[], None], retry: float = 5.0) -> None:
+    """Call on_notify() for every NOTIFY on ``channel``, and once after each (re)connect (a
+    notification sent while not listening is lost), until cancelled. A lost connection is
+    logged and opened again after ``retry`` seconds. Returns at once on other databases.
+
+    Its own psycopg AsyncConnection on the event loop (Django's connections are per thread
+    and synchronous), with the default database's connection parameters.
+    """
+    if connection.vendor != "postgresql":
+        return
+    if not _CHANNEL.match(channel):
+        raise ValueError(f"not a plain channel name: {channel!r}")
+    import psycopg
+
+    # Django's extras (its sync cursor class, type adapters, prepare threshold) are not
+    # connection parameters of libpq.
+    params = {k: v for k, v in connection.get_connection_params().items()
+              if k not in ("cursor_factory", "context", "prepare_threshold")}
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(autocommit=True, **params)
+            async with conn:
+                await conn.execute(f"LISTEN {channel}")
+                on_notify()
+                async for _ in conn.notifies():
+                    on_notify()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the poll still finds the mail meanwhile
+            log.warning("listening for %s failed (%s: %s); again in %g s", channel,
+                        type(exc).__name__, exc, retry)
+        await asyncio.sleep(retry)

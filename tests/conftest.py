@@ -17,6 +17,28 @@ def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["tests.conftest.QuickArgon2PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _runsmtp_idle_before_flush(request):
+    """A test that let a running runsmtp (a module-scoped server with the delivery or intake
+    role) work on its database ends once that server is idle (tests.relay.smtp_helpers.
+    wait_until_idle), before pytest-django empties the database."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = ("transactional_db" in request.fixturenames
+                     or (marker is not None and (marker.kwargs.get("transaction")
+                                                 or marker.args[:1] == (True,))))
+    if transactional:
+        # Set up now, so torn down (flushed) after this fixture's wait.
+        request.getfixturevalue("transactional_db")
+    yield
+    if not transactional:
+        return
+    from tests.relay.smtp_helpers import running_workers, wait_until_idle
+
+    workers = running_workers()
+    if workers:
+        wait_until_idle(workers)
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.com", "alice-pw-1234!")

@@ -61,6 +61,10 @@ def require_tool(name: str) -> str:
     return path
 
 
+RUNNING: dict[int, Server] = {}  # id -> a started runsmtp (see wait_until_idle)
+WORKER_ROLES = {"delivery", "intake"}  # roles that write to the database on their own
+
+
 @dataclass
 class Server:
     cert: Path
@@ -129,6 +133,7 @@ class Server:
             lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
         )
         logfile.close()
+        RUNNING[id(self)] = self
         deadline = time.monotonic() + 30
         while True:
             with open(self.log, "rb") as f:
@@ -142,7 +147,17 @@ class Server:
                 raise RuntimeError(f"runsmtp not ready after 30 s:\n{text}")
             time.sleep(0.05)
 
+    @property
+    def workers(self) -> set[str]:
+        """Its roles that work the queue in the background (delivery, intake)."""
+        roles = self.roles.split(",") if self.roles else WORKER_ROLES
+        return WORKER_ROLES & {r.strip() for r in roles}
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self, sig=signal.SIGTERM) -> None:
+        RUNNING.pop(id(self), None)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -259,3 +274,45 @@ def old_tls_context(server: Server) -> ssl.SSLContext:
         ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     return ctx
+
+
+def running_workers() -> set[str]:
+    """The background roles of every runsmtp still running (a killed one does not count)."""
+    return {role for server in list(RUNNING.values()) if server.running()
+            for role in server.workers}
+
+
+def busy(workers: set[str]) -> str:
+    """What a runsmtp with these roles may still be writing to the test database, or "": a
+    lease held (a delivery in flight or its outcome not yet recorded), a recipient due now (a
+    DSN just queued, say), an intake message not yet read."""
+    from django.utils import timezone
+
+    from relay.models import Message, Recipient
+
+    if "delivery" in workers:
+        if Recipient.objects.exclude(leased_by="").exists():
+            return "recipients leased"
+        if Recipient.objects.filter(state__in=["queued", "deferred"],
+                                    next_attempt_at__lte=timezone.now()).exists():
+            return "recipients due"
+    if "intake" in workers and Message.objects.filter(
+            kind="bounce", intake_done_at__isnull=True).exists():
+        return "intake pending"
+    return ""
+
+
+def wait_until_idle(workers: set[str], timeout: float = 30) -> None:
+    """Until the runsmtp workers have nothing in flight in the test database: a test that
+    shares a module-scoped server ends only then, so pytest-django's flush at teardown
+    (TRUNCATE) never meets an outcome being written (a deadlock on PostgreSQL, then the next
+    test's setup failing). Idle twice in a row, 50 ms apart: a claim can follow a commit."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        what = busy(workers)
+        quiet = 0 if what else quiet + 1
+        if what and time.monotonic() > deadline:
+            raise AssertionError(f"runsmtp still busy after {timeout} s ({what}): the "
+                                 "test left work that would race the database flush")
+        time.sleep(0.05)

@@ -387,3 +387,18 @@ def test_a_hard_failure_is_classified_and_suppresses_the_address(django_user_mod
     entry = found[a.address]
     assert entry.reason == "hard_bounce"
     assert entry.event_id == Event.objects.get(type="failure", recipient=a).pk
+
+
+@pytest.mark.django_db
+def test_a_claim_batch_reads_its_messages_at_once_and_leaves_big_raw_for_later():
+    small = make()[0].message
+    big = Message.objects.create(mail_from="", raw=b"x" * 100, size=100, owner=None)
+    gone = make()[0].message_id
+    Message.objects.filter(pk=gone).delete()
+    found = queue.load_messages([small.pk, big.pk, gone], raw_max=99)
+    assert set(found) == {small.pk, big.pk}  # a deleted message is missing, not an error
+    assert found[small.pk].raw == b"Subject: x\r\n\r\ny\r\n"
+    assert found[small.pk].queue_id == small.queue_id and not found[small.pk].is_dsn
+    assert found[big.pk].raw is None  # delivery reads it alone
+    assert queue.load_message(big.pk).raw == b"x" * 100
+    assert queue.load_message(gone) is None

@@ -118,6 +118,18 @@ def test_delivery_asks_per_message_and_never_for_dsns(alice, bob):
     assert suppression.for_message(ownerless.pk, addresses) == {}
 
 
+def test_delivery_asks_once_per_claim_batch_across_owners(alice, bob):
+    suppression.add(alice.pk, "carol@example.org", R.COMPLAINT, actor=alice)
+    suppression.add(bob.pk, "dave@example.org", R.MANUAL, actor=bob)
+    suppression.add(bob.pk, "old@example.org", R.MANUAL, actor=bob,
+                    expires_at=timezone.now() - timedelta(days=1))
+    asked = {alice.pk: ["Carol@example.org ", "dave@example.org"],
+             bob.pk: ["carol@example.org", "DAVE@example.org", "old@example.org"]}
+    assert suppression.for_owners(asked) == {(alice.pk, "carol@example.org"): "complaint",
+                                             (bob.pk, "dave@example.org"): "manual"}
+    assert suppression.for_owners({}) == {}
+
+
 def test_changes_by_people_are_audited_intake_adds_are_not(alice, staff):
     suppression.record_bounce(alice.pk, "h@example.org", "hard")
     assert not SuppressionAudit.objects.exists()

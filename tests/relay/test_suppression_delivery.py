@@ -114,3 +114,18 @@ def test_the_suppressed_failure_is_on_the_owners_message_page(login, client):
     client.force_login(owner)
     page = client.get(f"/messages/{message.queue_id}/").content.decode()
     assert "suppressed: complaint" in page and "erin@ok.example" in page
+def test_a_big_message_is_read_alone_and_still_checked(login):
+    # Over relay.queue.BATCH_RAW_MAX: the claim batch leaves its bytes for its own read; its
+    # suppression lookup was still made with the batch.
+    owner = login[0].owner
+    suppression.record_complaint(owner.pk, "carol@ok.example", detail="abuse report")
+    big = b"Subject: big\r\n\r\n" + b"x" * 100 + b"\r\n" * 40_000
+    message = queue_message(login[0], [("carol@ok.example", "NEVER"),
+                                       ("dave@ok.example", "NEVER")], raw=big)
+    assert message.size > 64 * 1024
+    transport = ScriptedTransport()
+    run_worker(transport)
+    [(_, _, rcpts, data)] = transport.calls
+    assert rcpts == ["dave@ok.example"] and data == big
+    assert Recipient.objects.get(address="carol@ok.example").last_response == (
+        "550 5.7.1 suppressed: complaint")
