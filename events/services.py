@@ -2,8 +2,8 @@
 record_fast() for the click and open endpoints (one prepared INSERT, no model instance).
 
 Delivery, the intake and the tracking views all come through here, so that whatever has to
-happen with every event (the webhook outbox row, events.webhooks) happens in one place, in the same
-transaction as the event itself.
+happen with every event (the webhook outbox row, events.webhooks) happens in one place, in the
+same transaction as the event itself.
 """
 from __future__ import annotations
 

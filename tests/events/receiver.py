@@ -1,5 +1,6 @@
 """A webhook receiver for tests: a real HTTP server on 127.0.0.1 in a thread, answering each
-POST as its plan says (status, headers, or "hang" until released) and keeping what came."""
+POST as its plan says (status, headers, or "hang" until released) and keeping what came;
+and a runsmtp with the webhooks role set up to reach it quickly."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +8,11 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from django.test import override_settings
 from standardwebhooks import Webhook
+
+from tests.relay.conftest import SERVER_ENV
+from tests.relay.smtp_helpers import Server
 
 
 @dataclass
@@ -75,3 +80,29 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+HOOK_ENV = {
+    **SERVER_ENV,
+    "DELIVERY_MODE": "capture",
+    "WEBHOOK_ALLOW_HTTP": "true",
+    "WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on 127.0.0.1
+    "WEBHOOK_RETRY_FIRST": "0.3",
+    "WEBHOOK_RETRY_MAX": "1",
+    "WEBHOOK_RETRY_WINDOW": "4",
+    "WEBHOOK_LEASE": "2",
+    "WEBHOOK_POLL_INTERVAL": "0.2",
+    "WEBHOOK_CACHE_SECONDS": "0",
+    "WEBHOOK_TIMEOUT": "3",
+}
+LOCAL = override_settings(WEBHOOK_ALLOW_HTTP=True, WEBHOOK_ALLOW_PRIVATE=True)
+
+
+def start(tls_files, tmp_path_factory, **env) -> Server:
+    return Server(cert=tls_files[0], key=tls_files[1], env_extra={**HOOK_ENV, **env},
+                  workdir=tmp_path_factory.mktemp("runsmtp")).start()
+
+
+def no_traceback(server: Server) -> None:
+    log = server.log_text()
+    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]

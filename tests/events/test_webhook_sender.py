@@ -2,49 +2,19 @@
 delivery event, whose signed POST reaches a real HTTP receiver started here, which checks it
 with the `standardwebhooks` library. Retries, Retry-After, 410, the window, the SSRF refusal,
 and a kill -9 between the event and the POST."""
-import signal
 import time
 
 import pytest
 from django.db import connection
-from django.test import override_settings
 
 from credentials import services as logins
 from events import webhooks
 from events.models import Event, WebhookAttempt, WebhookAudit, WebhookDelivery, WebhookEndpoint
-from tests.relay.conftest import SERVER_ENV
-from tests.relay.smtp_helpers import Server
 from tests.relay.test_delivery import HTML, submit, wait_for
 
-from .receiver import Receiver
+from .receiver import LOCAL, Receiver, no_traceback, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
-HOOK_ENV = {
-    **SERVER_ENV,
-    "DELIVERY_MODE": "capture",
-    "WEBHOOK_ALLOW_HTTP": "true",
-    "WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on 127.0.0.1
-    "WEBHOOK_RETRY_FIRST": "0.3",
-    "WEBHOOK_RETRY_MAX": "1",
-    "WEBHOOK_RETRY_WINDOW": "4",
-    "WEBHOOK_LEASE": "2",
-    "WEBHOOK_POLL_INTERVAL": "0.2",
-    "WEBHOOK_CACHE_SECONDS": "0",
-    "WEBHOOK_TIMEOUT": "3",
-}
-LOCAL = override_settings(WEBHOOK_ALLOW_HTTP=True, WEBHOOK_ALLOW_PRIVATE=True)
-
-
-def start(tls_files, tmp_path_factory, **env) -> Server:
-    return Server(cert=tls_files[0], key=tls_files[1], env_extra={**HOOK_ENV, **env},
-                  workdir=tmp_path_factory.mktemp("runsmtp")).start()
-
-
-def no_traceback(server: Server) -> None:
-    log = server.log_text()
-    assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
-
-
 @pytest.fixture(scope="module")
 def hook_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory):
     with django_db_blocker.unblock():
@@ -53,19 +23,6 @@ def hook_server(django_db_setup, django_db_blocker, tls_files, tmp_path_factory)
     yield server
     server.stop()
     no_traceback(server)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def endpoint(alice, receiver):
-    with LOCAL:
-        return webhooks.create_endpoint(alice, receiver.url, ["delivery", "failure"])
 
 
 def test_a_delivery_event_is_posted_signed_with_its_fields(hook_server, alice, receiver,
@@ -140,7 +97,7 @@ def test_410_disables_the_endpoint_at_once_and_re_enabling_sends_again(hook_serv
     assert WebhookAudit.objects.filter(action="disabled", endpoint=ep, actor=None).exists()
     time.sleep(1.5)  # no retry while disabled
     assert len(receiver.requests) == 1
-    assert "webhook endpoint %d disabled: the endpoint answered 410" % ep.pk in (
+    assert f"webhook endpoint {ep.pk} disabled: the endpoint answered 410" in (
         hook_server.log_text())
     webhooks.set_enabled(ep, True, actor=alice)
     [_, again] = receiver.wait(2)
@@ -180,49 +137,3 @@ def test_a_hanging_endpoint_does_not_hold_up_another(hook_server, alice, bob, re
         assert len(receiver.requests) == 5  # never more than the per-endpoint limit at once
     finally:
         fast.close()
-
-
-def test_private_addresses_are_refused_when_sending(alice, tls_files, tmp_path_factory,
-                                                    receiver):
-    with LOCAL:  # saved while allowed; the sender below does not allow it
-        ep, _ = webhooks.create_endpoint(alice, receiver.url, ["delivery"])
-        named, _ = webhooks.create_endpoint(
-            alice, receiver.url.replace("127.0.0.1", "localhost"), ["delivery"])
-    server = start(tls_files, tmp_path_factory, WEBHOOK_ALLOW_PRIVATE="false")
-    try:
-        login, password = logins.create_login(alice)
-        submit(server, login, password, ["i@example.org"], HTML)
-        attempts = wait_for(lambda: WebhookAttempt.objects.count() >= 2 and list(
-            WebhookAttempt.objects.order_by("id")), what="both attempts refused")
-        by_endpoint = {a.endpoint_id: a for a in attempts}
-        assert by_endpoint[ep.pk].status is None
-        assert "refused: 127.0.0.1 is a refused address" in by_endpoint[ep.pk].error
-        assert "localhost resolves only to refused addresses" in by_endpoint[named.pk].error
-        assert receiver.requests == []
-        assert "refused: 127.0.0.1 is a refused address" in server.log_text()
-    finally:
-        server.stop()
-    no_traceback(server)
-
-
-def test_kill_9_between_the_event_and_its_post_loses_nothing(alice, tls_files,
-                                                             tmp_path_factory, receiver,
-                                                             endpoint):
-    _, secret = endpoint
-    receiver.plan = ["hang"]  # the first POST is in flight when the process dies
-    server = start(tls_files, tmp_path_factory)
-    login, password = logins.create_login(alice)
-    [queue_id] = submit(server, login, password, ["k@example.org"], HTML)
-    [first] = receiver.wait(1)
-    server.stop(signal.SIGKILL)
-    assert WebhookDelivery.objects.get().state == "pending"  # never marked done
-    server.start()
-    try:
-        [_, second] = receiver.wait(2, timeout=20)  # after WEBHOOK_LEASE (2 s)
-        assert second.headers["webhook-id"] == first.headers["webhook-id"]
-        assert second.verified(secret)["data"]["message_id"] == queue_id
-        wait_for(lambda: WebhookDelivery.objects.filter(state="delivered").exists(),
-                 what="the row done after the restart")
-    finally:
-        receiver.release.set()
-        server.stop()

@@ -18,7 +18,8 @@ def _ports(text: str | None, default: list[int]) -> list[int]:
 
 class Command(BaseCommand):
     help = ("Run the SMTP listeners, submission (implicit TLS and STARTTLS) and mx (bounces), "
-            "delivery, the intake (reads what comes back to BOUNCE_DOMAIN) and the webhooks sender.")
+            "delivery, the intake (reads what comes back to BOUNCE_DOMAIN) and the webhooks "
+            "sender.")
 
     def add_arguments(self, parser):
         parser.add_argument(
