@@ -1,5 +1,5 @@
-"""URL map: dashboard at / (messages and Outbox from relay), tracking endpoints at /t/, Django
-admin at /admin/."""
+"""URL map: dashboard at / (messages and Outbox from relay, webhooks from events), tracking
+endpoints at /t/, Django admin at /admin/."""
 from django.contrib import admin
 from django.urls import include, path
 
@@ -8,5 +8,6 @@ urlpatterns = [
     path("t/", include("features.urls")),
     path("preview/", include("features.dashboard_urls")),
     path("", include("relay.urls")),
+    path("", include("events.urls")),
     path("", include("credentials.urls")),
 ]
