@@ -137,3 +137,14 @@ def test_a_hanging_endpoint_does_not_hold_up_another(hook_server, alice, bob, re
         assert len(receiver.requests) == 5  # never more than the per-endpoint limit at once
     finally:
         fast.close()
+
+
+def test_the_test_event_button_s_post_arrives_signed(hook_server, alice, receiver, endpoint):
+    ep, secret = endpoint
+    row = webhooks.send_test(ep, actor=alice)
+    [req] = receiver.wait(1)
+    body = req.verified(secret)
+    assert (body["type"], body["data"]["type"]) == ("test", "test")
+    assert req.headers["webhook-id"] == f"msg_{row.pk}"
+    wait_for(lambda: WebhookDelivery.objects.filter(state="delivered").exists(),
+             what="the test row done")
