@@ -37,6 +37,7 @@ from .webhooks import Job, Outcome
 log = logging.getLogger("events.sender")
 USER_AGENT = "smtpeter-webhooks/1"
 RETRY_AFTER_MAX = 86400.0  # seconds: a longer Retry-After is read as this
+CLAIM_GAP = 0.02  # seconds between two claims at least
 
 
 class RefusedAddress(OSError):
@@ -111,18 +112,22 @@ class WebhookSender:
         self._wakeup = asyncio.Event()
         self._flush_wakeup = asyncio.Event()
         self._stopping = False
+        self._freed = False  # a finished POST freed a slot since the last claim
+        self._fresh = False  # new rows were recorded in this process since the last claim
         self._pool: ThreadPoolExecutor | None = None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
+        """New rows are due: claim them at once."""
+        self._fresh = True
         self._wakeup.set()
 
     def _wake_threadsafe(self) -> None:
         # Called after a commit on any thread of this process (webhooks.listener).
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wakeup.set)
+            loop.call_soon_threadsafe(self.wake)
 
     async def _db(self, fn, *args):
         return await self._loop.run_in_executor(self._pool, with_live_connection, fn, *args)
@@ -138,8 +143,19 @@ class WebhookSender:
         webhooks.listener = self._wake_threadsafe
         flusher = self._loop.create_task(self._flush_loop())
         failures = 0
+        last_claim = 0.0
         try:
             while not self._stopping:
+                # Under load every finished POST frees a slot: claims at most every CLAIM_GAP
+                # take the freed slots together instead of one claim per POST. A new event
+                # (or the poll) is claimed at once.
+                wait = last_claim + CLAIM_GAP - self._loop.time()
+                if self._freed and not self._fresh and wait > 0:
+                    await asyncio.sleep(wait)
+                if self._stopping:
+                    break
+                last_claim = self._loop.time()
+                self._freed = self._fresh = False
                 self._wakeup.clear()
                 room = self.concurrency - self.in_flight
                 jobs: list[Job] = []
@@ -150,6 +166,8 @@ class WebhookSender:
                         jobs = await self._db(webhooks.claim, self.worker_id, room,
                                               endpoint_room, saturated)
                     except Exception as exc:  # noqa: BLE001 - the database comes back
+                        if self._stopping:
+                            break
                         pause = min(self.poll, 2 ** min(failures, 5) * 0.25)
                         failures += 1
                         log.error("webhook claim failed (%s: %s); next try in %g s",
@@ -204,6 +222,7 @@ class WebhookSender:
             self.busy.pop(job.endpoint_id, None)
         self._done.append(outcome)
         self._flush_wakeup.set()
+        self._freed = True
         self._wakeup.set()
 
     async def _attempt(self, job: Job) -> Outcome:
