@@ -135,8 +135,9 @@ class WebhookSender:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="webhooks-db")
-        connector = aiohttp.TCPConnector(resolver=CheckedResolver(), limit=self.concurrency,
-                                         limit_per_host=self.per_endpoint)
+        # No limit per host: many customers' endpoints may share one host (a SaaS receiver);
+        # the limit is per endpoint, kept by the claims.
+        connector = aiohttp.TCPConnector(resolver=CheckedResolver(), limit=self.concurrency)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
             headers={"User-Agent": USER_AGENT}, trust_env=False)
