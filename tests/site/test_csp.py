@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from credentials import services
 from credentials.models import AuditEntry
+from events import webhooks
 from events.services import record
 from relay import suppression
 from relay.models import Message, Recipient
@@ -46,6 +47,8 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
     entry = suppression.add(staff.pk, "c@example.org", "manual", actor=staff)
     record("bounce", message, None, {"class": "hard", "reason": "invalid_recipient",
                                      "status": "5.1.1", "intake": qid})
+    hook, _ = webhooks.create_endpoint(staff, "https://hooks.example.com/in", ["bounce"])
+    webhooks.send_test(hook)
     return {
         # URL name -> the pages of it that are visited (signed in as a staff user)
         "signin": ["/signin/"],
@@ -79,6 +82,11 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "suppression_import": ["/suppressions/import/"],
         "suppression_export": ["/suppressions/export.csv"],
         "suppression_remove": [f"/suppressions/{entry.pk}/remove/"],
+        "webhooks": ["/webhooks/"],
+        "webhook": [f"/webhooks/{hook.pk}/"],
+        "webhook_set_enabled": [f"/webhooks/{hook.pk}/enabled/"],
+        "webhook_test": [f"/webhooks/{hook.pk}/test/"],
+        "webhook_delete": [f"/webhooks/{hook.pk}/delete/"],
     }
 
 
