@@ -81,9 +81,14 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return min(max(when.timestamp() - (now or time.time()), 0.0), RETRY_AFTER_MAX)
 
 
-def _literal_refused(url: str) -> str:
-    """aiohttp does not ask the resolver about IP literals: check them here."""
-    host = urlsplit(url).hostname or ""
+def send_problem(url: str) -> str:
+    """Why the sender will not POST to this URL now ("" when it will): an http:// URL without
+    WEBHOOK_ALLOW_HTTP (saved while it was set), or an IP literal the SSRF rules refuse
+    (aiohttp does not ask the resolver about literals)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and settings.WEBHOOK_ALLOW_HTTP):
+        return f"{parts.scheme}:// URLs are not allowed (WEBHOOK_ALLOW_HTTP)"
+    host = parts.hostname or ""
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
     except OSError:
@@ -227,7 +232,7 @@ class WebhookSender:
         self._wakeup.set()
 
     async def _attempt(self, job: Job) -> Outcome:
-        refused = _literal_refused(job.url)
+        refused = send_problem(job.url)
         if refused:
             log.warning("webhook %s to endpoint %s refused: %s", job.webhook_id,
                         job.endpoint_id, refused)

@@ -193,3 +193,15 @@ def test_outcomes_mark_done_retry_and_disable(alice, sent, settings):
     assert (ep.enabled, ep.disabled_reason, ep.failing_since) == (True, "", None)
     assert list(WebhookAudit.objects.order_by("id").values_list("action", "actor_name")) == [
         ("created", "alice"), ("disabled", ""), ("enabled", "alice")]
+
+
+def test_the_sender_checks_scheme_and_literal_addresses_again(settings):
+    from events.sender import send_problem
+
+    assert send_problem("https://hooks.example.com/in") == ""
+    assert "WEBHOOK_ALLOW_HTTP" in send_problem("http://hooks.example.com/in")
+    assert "127.0.0.1 is a refused address" in send_problem("https://127.0.0.1:8443/in")
+    assert "::1 is a refused address" in send_problem("https://[::1]/in")
+    assert send_problem("https://8.8.8.8/in") == ""
+    settings.WEBHOOK_ALLOW_HTTP = settings.WEBHOOK_ALLOW_PRIVATE = True
+    assert send_problem("http://127.0.0.1:8000/in") == ""
