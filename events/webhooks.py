@@ -265,6 +265,11 @@ def forget_endpoints() -> None:
     """Drop this process's endpoint cache (after a change made here)."""
     with _cache_lock:
         _cache["until"] = 0.0
+
+
+def forget_caches() -> None:
+    """Drop the endpoint cache and the message owners too (tests: rolled-back ids return)."""
+    forget_endpoints()
     _owners.clear()
 
 
@@ -490,6 +495,7 @@ def _disable(endpoint_id: int, reason: str, now: datetime) -> None:
         endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
         _audit(WebhookAudit.Action.DISABLED, endpoint, None, None, reason=reason[:500])
         log.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
+        transaction.on_commit(forget_endpoints)
 
 
 def _what(o: Outcome) -> str:
@@ -555,7 +561,6 @@ def record_outcomes(worker_id: str, outcomes: list[Outcome],
                 last = next(o for o in reversed(failed) if o.endpoint_id == endpoint_id)
                 _disable(endpoint_id, f"every POST failed from {_rfc3339(since)} to "
                                       f"{_rfc3339(now)}; the last: {_what(last)}", now)
-    forget_endpoints()
 
 
 def unclaim(worker_id: str, delivery_ids: list[int]) -> int:

@@ -2,7 +2,7 @@
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher
 
-from events.webhooks import forget_endpoints
+from events.webhooks import forget_caches
 
 
 class QuickArgon2PasswordHasher(Argon2PasswordHasher):
@@ -18,9 +18,9 @@ def _test_settings(settings):
     settings.SECURE_SSL_REDIRECT = False
     settings.PASSWORD_HASHERS = ["tests.conftest.QuickArgon2PasswordHasher"]
     # Endpoints a test made are rolled back with it: no cached copy may outlive them.
-    forget_endpoints()
+    forget_caches()
     yield
-    forget_endpoints()
+    forget_caches()
 
 
 @pytest.fixture
