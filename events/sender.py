@@ -155,9 +155,16 @@ class WebhookSender:
                 # Under load every finished POST frees a slot: claims at most every CLAIM_GAP
                 # take the freed slots together instead of one claim per POST. A new event
                 # (or the poll) is claimed at once.
-                wait = last_claim + CLAIM_GAP - self._loop.time()
-                if self._freed and not self._fresh and wait > 0:
-                    await asyncio.sleep(wait)
+                until = last_claim + CLAIM_GAP
+                while self._freed and not self._fresh and not self._stopping:
+                    wait = until - self._loop.time()
+                    if wait <= 0:
+                        break
+                    self._wakeup.clear()
+                    try:  # a new event ends the wait
+                        await asyncio.wait_for(self._wakeup.wait(), wait)
+                    except TimeoutError:
+                        break
                 if self._stopping:
                     break
                 last_claim = self._loop.time()
