@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q
@@ -461,12 +461,24 @@ def claim(worker_id: str, limit: int, room: dict[int, int] | None = None,
     rows = (WebhookDelivery.objects.filter(pk__in=kept)
             .select_related("endpoint", "event", "event__message", "event__recipient")
             .defer("event__message__raw"))
-    jobs = []
+    jobs, unreadable = [], {}
     for row in rows:
+        try:
+            secret = decrypt_secret(row.endpoint.secret_encrypted)
+        except InvalidToken:
+            unreadable.setdefault(row.endpoint_id, []).append(row.pk)
+            continue
         payload = row.payload if row.event is None else event_payload(row.event)
-        jobs.append(Job(row.pk, row.endpoint_id, row.endpoint.url,
-                        decrypt_secret(row.endpoint.secret_encrypted), webhook_id(row.pk),
+        jobs.append(Job(row.pk, row.endpoint_id, row.endpoint.url, secret, webhook_id(row.pk),
                         json.dumps(payload, separators=(",", ":")).encode()))
+    if unreadable:
+        # Encrypted under another SECRET_KEY: nothing can be signed for these endpoints. One
+        # such endpoint must not stop the others; its rows wait, the customer sees why.
+        with transaction.atomic():
+            for endpoint_id, ids in unreadable.items():
+                _disable(endpoint_id, "its signing secret cannot be read (SECRET_KEY has "
+                                      "changed?): delete the endpoint and add it again", now)
+                unclaim(worker_id, ids)
     return jobs
 
 

@@ -205,3 +205,18 @@ def test_the_sender_checks_scheme_and_literal_addresses_again(settings):
     assert send_problem("https://8.8.8.8/in") == ""
     settings.WEBHOOK_ALLOW_HTTP = settings.WEBHOOK_ALLOW_PRIVATE = True
     assert send_problem("http://127.0.0.1:8000/in") == ""
+
+
+def test_an_unreadable_secret_disables_only_its_endpoint(alice, sent, settings):
+    make(alice)
+    services.record("delivery", sent.message, sent)
+    settings.SECRET_KEY = "another-secret-key-than-the-one-that-encrypted-it"
+    with LOCAL:
+        other, _ = webhooks.create_endpoint(alice, "https://hooks.example.com/b", ["delivery"])
+    services.record("delivery", sent.message, sent)
+    [job] = webhooks.claim("w", 10)  # the other endpoint's row goes on
+    assert job.endpoint_id == other.pk
+    broken = WebhookEndpoint.objects.exclude(pk=other.pk).get()
+    assert not broken.enabled and "SECRET_KEY" in broken.disabled_reason
+    assert WebhookDelivery.objects.filter(endpoint=broken, state="pending",
+                                          leased_by="").count() == 2
