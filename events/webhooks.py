@@ -309,8 +309,9 @@ def _remember(found: dict[int, int | None]) -> None:
 
 def write_outbox(ids: list[int], events: list[NewEvent]) -> int:
     """Inside the recording transaction: one outbox row per event and enabled endpoint of the
-    message's owner subscribed to its type. No query at all while no customer has an enabled
-    endpoint; the message's owner is looked up once per message and process."""
+    message's owner subscribed to its type. While no customer has an enabled endpoint, one
+    query per WEBHOOK_CACHE_SECONDS; the message's owner is looked up once per message and
+    process."""
     by_owner = _enabled_endpoints()
     if not by_owner:
         return 0
@@ -327,7 +328,7 @@ def write_outbox(ids: list[int], events: list[NewEvent]) -> int:
         # A prepared INSERT: the ORM's bulk_create cost ~300 µs per row here, about as much
         # as the event's own INSERT and commit (bench/README.md, "Webhooks").
         with conn.cursor() as cursor:
-            cursor.executemany(sql, [(ep, ev, State.PENDING, now, 0, now, "", "")
+            cursor.executemany(sql, [(ep, ev, State.PENDING, now, 0, now, "", "", ep)
                                      for ep, ev in rows])
         transaction.on_commit(_notify)
     return len(rows)
@@ -335,10 +336,18 @@ def write_outbox(ids: list[int], events: list[NewEvent]) -> int:
 
 @per_vendor
 def _insert_outbox(conn) -> tuple[str, dict]:
+    """INSERT … SELECT: a row only while its endpoint exists and is enabled. The cache may be
+    older than a deletion in another process; a plain INSERT would then break the event's
+    own transaction on the foreign key."""
     names = ["endpoint", "event", "state", "created", "attempts", "next_attempt_at",
              "leased_by", "last_error"]
-    return (insert_sql(conn, WebhookDelivery, names),
-            {n: WebhookDelivery._meta.get_field(n) for n in names})
+    qn = conn.ops.quote_name
+    meta = WebhookEndpoint._meta
+    values = insert_sql(conn, WebhookDelivery, names)
+    head = values[:values.index(" VALUES ")]
+    sql = (f"{head} SELECT {', '.join(['%s'] * len(names))} FROM {qn(meta.db_table)} "
+           f"WHERE {qn(meta.pk.column)} = %s AND {qn(meta.get_field('enabled').column)}")
+    return sql, {n: WebhookDelivery._meta.get_field(n) for n in names}
 
 
 def _notify() -> None:

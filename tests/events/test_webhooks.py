@@ -220,3 +220,15 @@ def test_an_unreadable_secret_disables_only_its_endpoint(alice, sent, settings):
     assert not broken.enabled and "SECRET_KEY" in broken.disabled_reason
     assert WebhookDelivery.objects.filter(endpoint=broken, state="pending",
                                           leased_by="").count() == 2
+
+
+def test_an_endpoint_deleted_elsewhere_does_not_break_recording(alice, sent):
+    ep, _ = make(alice)
+    services.record("delivery", sent.message, sent)  # the endpoint list is cached now
+    # Deleted and disabled by another process: this one's cache does not know yet.
+    other, _ = make(alice)
+    services.record("delivery", sent.message, sent)
+    WebhookEndpoint.objects.filter(pk=ep.pk).delete()
+    WebhookEndpoint.objects.filter(pk=other.pk).update(enabled=False)
+    event = services.record("delivery", sent.message, sent)
+    assert event.pk and not WebhookDelivery.objects.filter(event=event).exists()
