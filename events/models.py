@@ -99,6 +99,8 @@ class WebhookDelivery(models.Model):
     leased_by = models.CharField(max_length=64, blank=True)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_response = models.CharField(max_length=1000, blank=True, db_default="")
     done_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

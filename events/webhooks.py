@@ -544,6 +544,11 @@ def record_outcomes(worker_id: str, outcomes: list[Outcome],
                 pk__in=[o.delivery_id for o in ok if o.status == status]).update(
                 state=State.DELIVERED, done_at=now, attempts=F("attempts") + 1,
                 last_status=status, last_error="", lease_until=None, leased_by="")
+        if ok:  # the log has them too; on the row for the API's deliveries (one query)
+            WebhookDelivery.objects.bulk_update(
+                [WebhookDelivery(pk=o.delivery_id, last_duration_ms=o.duration_ms,
+                                 last_response=o.excerpt[:EXCERPT]) for o in ok],
+                ["last_duration_ms", "last_response"])
         if ok:
             WebhookEndpoint.objects.filter(pk__in={o.endpoint_id for o in ok},
                                            failing_since__isnull=False).update(
@@ -559,6 +564,7 @@ def record_outcomes(worker_id: str, outcomes: list[Outcome],
                 continue  # the lease was lost: its holder writes the outcome
             attempts = row.attempts + 1
             fields = {"attempts": attempts, "last_status": o.status, "last_error": o.error[:500],
+                      "last_duration_ms": o.duration_ms, "last_response": o.excerpt[:EXCERPT],
                       "lease_until": None, "leased_by": ""}
             if o.status == 410:
                 fields["next_attempt_at"] = now  # when re-enabled

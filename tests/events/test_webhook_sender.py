@@ -48,7 +48,9 @@ def test_a_delivery_event_is_posted_signed_with_its_fields(hook_server, alice, r
         req.verified(other)
     row = wait_for(lambda: WebhookDelivery.objects.filter(state="delivered").first(),
                    what="the outbox row done")
-    assert (row.attempts, row.last_status, row.event_id) == (1, 200, event.pk)
+    assert (row.attempts, row.last_status, row.event_id, row.last_response) == (
+        1, 200, event.pk, "thanks")
+    assert row.last_duration_ms is not None
     [attempt] = WebhookAttempt.objects.filter(endpoint=ep)
     assert (attempt.status, attempt.response_excerpt) == (200, "thanks")
     # Not subscribed to opens or deferrals: only the one POST came.

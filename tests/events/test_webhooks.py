@@ -175,7 +175,8 @@ def test_outcomes_mark_done_retry_and_disable(alice, sent, settings):
     ], now=now)
     done, retry = (WebhookDelivery.objects.get(pk=a.delivery_id),
                    WebhookDelivery.objects.get(pk=b.delivery_id))
-    assert (done.state, done.last_status) == ("delivered", 204)
+    assert (done.state, done.last_status, done.last_response) == ("delivered", 204, "")
+    assert (retry.last_status, retry.last_response) == (500, "oops")
     assert (retry.state, retry.attempts, retry.leased_by) == ("pending", 1, "")
     assert retry.next_attempt_at == now + timedelta(seconds=120)
     assert WebhookEndpoint.objects.get().failing_since == now
