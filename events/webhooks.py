@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from smtpeter_site.db import insert_sql, per_vendor
@@ -538,17 +538,16 @@ def record_outcomes(worker_id: str, outcomes: list[Outcome],
                            status=o.status, error=o.error[:500], duration_ms=o.duration_ms,
                            response_excerpt=o.excerpt[:EXCERPT]) for o in outcomes])
         ok = [o for o in outcomes if o.ok]
+        # The answer's time and excerpt from the log rows just written: one statement per
+        # status, not one per row. Done whoever holds the lease now: the receiver has it.
+        last = WebhookAttempt.objects.filter(delivery=OuterRef("pk")).order_by("-id")
         for status in {o.status for o in ok}:
-            # Done whoever holds the lease now: the receiver has it.
             WebhookDelivery.objects.filter(
                 pk__in=[o.delivery_id for o in ok if o.status == status]).update(
                 state=State.DELIVERED, done_at=now, attempts=F("attempts") + 1,
-                last_status=status, last_error="", lease_until=None, leased_by="")
-        if ok:  # the log has them too; on the row for the API's deliveries (one query)
-            WebhookDelivery.objects.bulk_update(
-                [WebhookDelivery(pk=o.delivery_id, last_duration_ms=o.duration_ms,
-                                 last_response=o.excerpt[:EXCERPT]) for o in ok],
-                ["last_duration_ms", "last_response"])
+                last_status=status, last_error="", lease_until=None, leased_by="",
+                last_duration_ms=Subquery(last.values("duration_ms")[:1]),
+                last_response=Subquery(last.values("response_excerpt")[:1]))
         if ok:
             WebhookEndpoint.objects.filter(pk__in={o.endpoint_id for o in ok},
                                            failing_since__isnull=False).update(
