@@ -175,6 +175,16 @@ NEWSLETTER_SETUP = (
     "    body = services.render_for(m, r, prepared).message.decode()\n"
     "    for p in re.findall(r'https?://[^/]+(/t/c/[A-Za-z0-9_-]+)', body)[:5]: print(p)\n"
 )
+# --webhook: the newsletter's owner subscribes to clicks, so each click writes an outbox row.
+WEBHOOK_SETUP = (
+    "from django.contrib.auth import get_user_model\n"
+    "from events import webhooks\n"
+    "from events.models import WebhookEndpoint\n"
+    "u = get_user_model().objects.create_user('webhook-bench')\n"
+    "Message.objects.filter(pk=m.pk).update(owner=u)\n"
+    "WebhookEndpoint.objects.create(owner=u, url='https://hooks.example.com/in',"
+    " event_types=['click'], secret_encrypted=webhooks.encrypt_secret(webhooks.new_secret()))\n"
+)
 # Issue 8: messages of 1,000 links of 8 KB (8 MB each), clicked in turn, so that the click
 # endpoint's per-process link cache (16 M URL characters) never holds the next one.
 BIG_MESSAGES = 3
@@ -213,7 +223,8 @@ BIG_SETUP = (
 
 
 def bench_clicks(total: int, seconds: float, workers: int, threads: int,
-                 clients: int, database_url: str = "", big: bool = False) -> tuple[str, bool]:
+                 clients: int, database_url: str = "", big: bool = False,
+                 webhook: bool = False) -> tuple[str, bool]:
     tmp = Path(tempfile.mkdtemp(prefix="smtpeter-bench-"))
     env = {
         **os.environ,
@@ -226,7 +237,7 @@ def bench_clicks(total: int, seconds: float, workers: int, threads: int,
     }
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    setup = BIG_SETUP if big else NEWSLETTER_SETUP
+    setup = (BIG_SETUP if big else NEWSLETTER_SETUP) + (WEBHOOK_SETUP if webhook else "")
     out = subprocess.run([python, "manage.py", "shell", "-c",
                           setup.replace("BENCH_DIR", repr(str(ROOT / "bench")))],
                          cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
@@ -278,7 +289,7 @@ def bench_clicks(total: int, seconds: float, workers: int, threads: int,
     rate = done / elapsed
     db = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     what = (f"1,000 links of 8 KB, {BIG_MESSAGES} messages in turn" if big
-            else "40 KB newsletter, 300 recipients")
+            else "40 KB newsletter, 300 recipients") + (", webhook outbox row" if webhook else "")
     row = (f"| {what}: gunicorn gthread {workers}x{threads}, {clients} keep-alive clients, {db} "
            f"| {done} | {bad} | {elapsed:.2f} | {rate:,.0f} | {server_cpu * 1000 / done:.3f} |")
     return row, (big or rate >= TARGET_CLICKS) and bad == 0
@@ -292,6 +303,9 @@ def main() -> int:
     parser.add_argument("--premailer", action="store_true", help="also time CSS_INLINER=premailer")
     parser.add_argument("--no-big", action="store_true",
                         help="skip the click case of messages with 1,000 links of 8 KB")
+    parser.add_argument("--webhook", action="store_true",
+                        help="the newsletter's owner has a webhook endpoint for clicks: every "
+                             "click also writes an outbox row (nothing is sent)")
     parser.add_argument("--database-url", default="",
                         help="run the click benchmark on this (scratch!) database instead of a "
                              "fresh SQLite file; it is migrated and written to")
@@ -316,7 +330,8 @@ def main() -> int:
               "| server CPU ms per click |")
         print("|---|---|---|---|---|---|", flush=True)
         row, good = bench_clicks(total=total, seconds=10 if args.quick else 30, workers=2,
-                                 threads=1, clients=2, database_url=args.database_url)
+                                 threads=1, clients=2, database_url=args.database_url,
+                                 webhook=args.webhook)
         print(row, flush=True)
         ok = ok and good
         if not args.no_big:

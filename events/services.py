@@ -2,8 +2,8 @@
 record_fast() for the click and open endpoints (one prepared INSERT, no model instance).
 
 Delivery, the intake and the tracking views all come through here, so that whatever has to
-happen with every event (the webhook outbox row, later) happens in one place, in the same
-transaction as the event itself.
+happen with every event (the webhook outbox row, events.webhooks) happens in one place, in the
+same transaction as the event itself.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from smtpeter_site.db import insert_sql, per_vendor
 
 from .models import Event
+from .webhooks import write_outbox
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -136,8 +137,9 @@ def _last_delivery_sql(conn) -> str:
 
 def _after_record(ids: list[int], events: list[NewEvent]) -> None:
     """Inside the recording transaction, for every event however it was written (ids[i] is
-    events[i]'s): where the webhook outbox rows will be written (one per event and subscribed
-    endpoint), so that no event is recorded without its webhook."""
+    events[i]'s): the webhook outbox rows (one per event and subscribed endpoint), so that no
+    event is recorded without its webhook."""
+    write_outbox(ids, events)
 
 
 def _pk(obj: Any) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from events.sender import WebhookSender
 from features.tokens import parse_verp
 from smtpeter_site.keys import key_for
 
@@ -37,7 +38,7 @@ from .smtpd import (
 )
 
 log = logging.getLogger("relay.server")
-ROLES = ("submission", "mx", "delivery", "intake")
+ROLES = ("submission", "mx", "delivery", "intake", "webhooks")
 LAST_USED_EVERY = 60.0  # seconds between last_used writes for one login
 AT_CAP_LOG_EVERY = 60.0  # seconds between log lines while connections are refused at the cap
 MX_MAX_RECIPIENTS = 10  # per message on the mx role without AUTH (a bounce has one)
@@ -73,8 +74,11 @@ def listener_specs(roles: list[str], tls_ports: list[int], starttls_ports: list[
 
 class RelayServer:
     def __init__(self, specs: list[ListenerSpec], bind: str | None = None,
-                 delivery: bool = False, intake: bool = False):
+                 delivery: bool = False, intake: bool = False, webhooks: bool = False):
         self.specs = specs
+        self.with_webhooks = webhooks
+        self.webhooks: WebhookSender | None = None
+        self._webhooks_task: asyncio.Task | None = None
         self.with_delivery = delivery
         self.with_intake = intake
         self.intake: IntakeWorker | None = None
@@ -201,6 +205,11 @@ class RelayServer:
             self.intake = IntakeWorker()
             self._intake_task = self.loop.create_task(self.intake.run())
             log.info("intake running")
+        if self.with_webhooks:
+            # Its own tasks and database thread: a hanging endpoint never holds up a session.
+            self.webhooks = WebhookSender()
+            self._webhooks_task = self.loop.create_task(self.webhooks.run())
+            log.info("webhooks sender running (worker %s)", self.webhooks.worker_id)
         self.argon_pool = ThreadPoolExecutor(
             settings.SMTP_AUTH_THREADS, thread_name_prefix="auth-argon2"
         )
@@ -278,6 +287,9 @@ class RelayServer:
         if self.intake is not None:
             await self.intake.stop()
             await asyncio.wait([self._intake_task], timeout=5)
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+            await asyncio.wait([self._webhooks_task], timeout=5)
         await asyncio.sleep(0.1)
         self.argon_pool.shutdown(wait=False, cancel_futures=True)
         self.db_pool.shutdown(wait=False, cancel_futures=True)
@@ -292,7 +304,8 @@ class RelayServer:
         loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         ports = ", ".join([f"{s.port}/{s.role}" for s in self.specs]
                           + ([f"delivery ({settings.DELIVERY_MODE})"] if self.delivery else [])
-                          + (["intake"] if self.intake else []))
+                          + (["intake"] if self.intake else [])
+                          + (["webhooks"] if self.webhooks else []))
         log.info("runsmtp ready on %s: %s (%s event loop)", self.bind, ports,
                  type(loop).__module__.split(".")[0])
         await self._stopping.wait()

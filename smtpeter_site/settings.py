@@ -313,6 +313,24 @@ PRUNE_BATCH = env_int(env, "PRUNE_BATCH", 1000, minimum=1)  # rows per transacti
 # The days not rolled up yet (today) are counted from the events at read time; that count is
 # reused for this many seconds (per process), so that a page reload costs no recount.
 STATS_LIVE_CACHE_SECONDS = env_int(env, "STATS_LIVE_CACHE_SECONDS", 30, minimum=0)
+# --- Webhooks (events.webhooks; the webhooks role of runsmtp) ------------
+# http:// endpoint URLs (development only); otherwise https:// is required.
+WEBHOOK_ALLOW_HTTP = env_bool(env, "WEBHOOK_ALLOW_HTTP", False)
+# Endpoints on loopback, private, link-local, multicast or reserved addresses (tests, labs).
+WEBHOOK_ALLOW_PRIVATE = env_bool(env, "WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_TIMEOUT = env_float(env, "WEBHOOK_TIMEOUT", 15, positive=True)  # one POST, in all
+WEBHOOK_CONCURRENCY = env_int(env, "WEBHOOK_CONCURRENCY", 100, minimum=1)  # POSTs at once
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY", 5, minimum=1)
+# Retries: the first after this, doubling up to WEBHOOK_RETRY_MAX, for WEBHOOK_RETRY_WINDOW
+# after the event; an endpoint failing for the whole window is disabled.
+WEBHOOK_RETRY_FIRST = env_float(env, "WEBHOOK_RETRY_FIRST", 30, positive=True)
+WEBHOOK_RETRY_MAX = env_float(env, "WEBHOOK_RETRY_MAX", 6 * 3600, positive=True)
+WEBHOOK_RETRY_WINDOW = env_float(env, "WEBHOOK_RETRY_WINDOW", 3 * 86400, positive=True)
+WEBHOOK_LEASE = env_float(env, "WEBHOOK_LEASE", 60, positive=True)
+WEBHOOK_POLL_INTERVAL = env_float(env, "WEBHOOK_POLL_INTERVAL", 1, positive=True)
+# How long a process keeps an owner's endpoint list for record() (changes made in another
+# process reach it after at most this long).
+WEBHOOK_CACHE_SECONDS = env_float(env, "WEBHOOK_CACHE_SECONDS", 5)
 
 # --- Features ------------------------------------------------------------
 # Tracking URLs are this plus "c/<token>" or "o/<token>": it always ends in "/".

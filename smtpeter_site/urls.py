@@ -1,6 +1,6 @@
-"""URL map: dashboard at / (messages and Outbox from relay, Statistics from events), tracking
-endpoints at /t/, Django admin at /admin/, REST API at /api/ (api.urls), /healthz and /metrics
-(smtpeter_site.health)."""
+"""URL map: dashboard at / (messages and Outbox from relay, Statistics and webhooks from events),
+tracking endpoints at /t/, Django admin at /admin/, REST API at /api/ (api.urls), /healthz and
+/metrics (smtpeter_site.health)."""
 from django.contrib import admin
 from django.urls import include, path
 

@@ -52,6 +52,18 @@ def test_metrics_on_the_web_app_need_the_token(client, settings, alice):
     text = response.content.decode()
     assert 'smtpeter_queue_depth{state="queued"} 1.0' in text
     assert "smtpeter_queue_up 1.0" in text
+    assert "smtpeter_webhook_backlog 0.0" in text
+
+
+def test_the_webhook_backlog_gauge_counts_pending_posts(client, settings, alice):
+    from events import webhooks
+
+    endpoint, _secret = webhooks.create_endpoint(alice, "https://hooks.example.com/in",
+                                                 ["delivery"], "", actor=alice, ip="")
+    webhooks.send_test(endpoint, actor=alice, ip="")
+    settings.METRICS_TOKEN = "t0ken-for-prometheus"
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken-for-prometheus").content
+    assert b"smtpeter_webhook_backlog 1.0" in text
 
 
 def test_healthz_answers_without_a_sign_in(client):

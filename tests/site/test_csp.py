@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from api.docs import DOCS_POLICY
 from credentials import services
 from credentials.models import AuditEntry
+from events import webhooks
 from events.services import record
 from relay import suppression
 from relay.models import Message, Recipient
@@ -49,6 +50,8 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
     domain = senders.add_domain(staff, "staff.example").pk
     record("bounce", message, None, {"class": "hard", "reason": "invalid_recipient",
                                      "status": "5.1.1", "intake": qid})
+    hook, _ = webhooks.create_endpoint(staff, "https://hooks.example.com/in", ["bounce"])
+    webhooks.send_test(hook)
     return {
         # URL name -> the pages of it that are visited (signed in as a staff user)
         "signin": ["/signin/"],
@@ -105,6 +108,11 @@ def walk(staff_login, staff) -> dict[str, list[str]]:
         "sender_domain_rotate": [f"/domains/{domain}/rotate/"],
         "sender_domain_delete": [f"/domains/{domain}/delete/"],
         "stats": ["/stats/", f"/stats/?login={pk}&tag=x&machine=on", "/stats/?start=bad"],
+        "webhooks": ["/webhooks/"],
+        "webhook": [f"/webhooks/{hook.pk}/"],
+        "webhook_set_enabled": [f"/webhooks/{hook.pk}/enabled/"],
+        "webhook_test": [f"/webhooks/{hook.pk}/test/"],
+        "webhook_delete": [f"/webhooks/{hook.pk}/delete/"],
     }
 
 

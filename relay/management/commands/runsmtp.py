@@ -18,7 +18,8 @@ def _ports(text: str | None, default: list[int]) -> list[int]:
 
 class Command(BaseCommand):
     help = ("Run the SMTP listeners, submission (implicit TLS and STARTTLS) and mx (bounces), "
-            "delivery, and the intake (reads what comes back to BOUNCE_DOMAIN).")
+            "delivery, the intake (reads what comes back to BOUNCE_DOMAIN) and the webhooks "
+            "sender.")
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -49,7 +50,7 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(f"bad port list: {exc}") from None
-        if not specs and "delivery" not in roles and "intake" not in roles:
+        if not specs and not {"delivery", "intake", "webhooks"} & set(roles):
             raise CommandError("no listener configured")
         if opts["check"]:
             return self.check_running(opts["bind"] or settings.SMTP_BIND, specs)
@@ -72,7 +73,8 @@ class Command(BaseCommand):
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 runner.run(RelayServer(specs, bind=opts["bind"],
                                        delivery="delivery" in roles,
-                                       intake="intake" in roles).run())
+                                       intake="intake" in roles,
+                                       webhooks="webhooks" in roles).run())
         except OSError as exc:
             raise CommandError(str(exc)) from None
 
