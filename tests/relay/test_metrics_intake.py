@@ -9,7 +9,8 @@ from relay.metrics import INTAKE
 from . import intake_samples as samples
 from .test_intake import arrived, sent
 
-pytestmark = pytest.mark.django_db
+# Transactional: the counters move when the intake's transaction commits.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def counted(kind: str) -> float:
