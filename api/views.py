@@ -355,7 +355,7 @@ class StatsViewSet(_Base):
     pagination_class = None
 
     @extend_schema(parameters=[s.StatsFilter], responses={200: s.StatsOut, **ERRORS})
-    def list(self, request):
+    def report(self, request):
         """Your mail per UTC day from start to end: sent, delivered, bounced hard and soft,
         complaints, opened, clicked; totals with unique opens and clicks; the most clicked
         links. Of one login and/or one tag if asked; machine opens and clicks only with
