@@ -2,10 +2,15 @@
 errors) and, through drf-spectacular, are the OpenAPI schema of every body."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from credentials.services import FEATURES
-from events.models import Event
+from events import stats
+from events.forms import DEFAULT_DAYS as STATS_DEFAULT_DAYS
+from events.models import Event, WebhookDelivery
 from features.overrides import MAX_TAG_LENGTH, MAX_TAGS
 from relay.models import Attempt, Recipient, Suppression
 
@@ -280,6 +285,185 @@ class SuppressionIn(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True,
                                            help_text="RFC 3339; null or absent: the reason's "
                                            "default (manual: never)")
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+class StatsFilter(serializers.Serializer):
+    start = serializers.DateField(required=False, help_text="RFC 3339 full-date (UTC day), "
+                                  f"inclusive; default: {STATS_DEFAULT_DAYS} days before end")
+    end = serializers.DateField(required=False, help_text="RFC 3339 full-date (UTC day), "
+                                "inclusive; default: today")
+    login = NoNulCharField(max_length=64, required=False, help_text="a login's username")
+    tag = NoNulCharField(max_length=stats.TAG_LENGTH, required=False)
+    machine = serializers.BooleanField(required=False, default=False, help_text="also count "
+                                       "opens and clicks flagged as a machine's")
+
+    def validate(self, attrs):
+        end = attrs.get("end") or timezone.now().date()
+        start = attrs.get("start") or end - timedelta(days=STATS_DEFAULT_DAYS - 1)
+        if start > end:
+            raise serializers.ValidationError({"start": ["The first day is after the last."]})
+        if (end - start).days >= stats.MAX_DAYS:
+            raise serializers.ValidationError({"start": [f"At most {stats.MAX_DAYS} days."]})
+        return {**attrs, "start": start, "end": end, "tag": attrs.get("tag", "").strip()}
+
+
+class StatsCounts(serializers.Serializer):
+    sent = serializers.IntegerField(help_text="recipients of messages received that day")
+    delivered = serializers.IntegerField()
+    hard = serializers.IntegerField(help_text="hard failures and bounces")
+    soft = serializers.IntegerField(help_text="soft failures and bounces")
+    complaints = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+
+
+class StatsDay(StatsCounts):
+    day = serializers.DateField()
+
+
+class StatsTotals(StatsCounts):
+    unique_opened = serializers.IntegerField(help_text="recipients who opened")
+    unique_clicked = serializers.IntegerField(help_text="recipients who clicked")
+
+
+class StatsLink(serializers.Serializer):
+    url = serializers.CharField()
+    clicks = serializers.IntegerField()
+
+
+class StatsOut(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField()
+    login = serializers.CharField(allow_null=True)
+    tag = serializers.CharField(allow_blank=True)
+    machine = serializers.BooleanField()
+    days = StatsDay(many=True, help_text="every day of the range, oldest first")
+    totals = StatsTotals()
+    links = StatsLink(many=True, help_text="the most clicked links, most first (at most 10)")
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+EVENT_TYPE_NAMES = sorted(Event.Type.values)
+
+
+class WebhookIn(serializers.Serializer):
+    url = NoNulCharField(max_length=2000, required=False,
+                         help_text="https:// URL that gets a signed POST per event")
+    description = NoNulCharField(max_length=200, required=False, allow_blank=True)
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPE_NAMES), required=False, min_length=1,
+        max_length=len(EVENT_TYPE_NAMES))
+    enabled = serializers.BooleanField(required=False)
+
+
+class WebhookCreateIn(WebhookIn):
+    url = NoNulCharField(max_length=2000, help_text="https:// URL that gets a signed POST per "
+                         "event")
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPE_NAMES), min_length=1,
+        max_length=len(EVENT_TYPE_NAMES))
+
+
+class WebhookOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    event_types = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPE_NAMES))
+    enabled = serializers.BooleanField()
+    disabled_reason = serializers.CharField(allow_blank=True, help_text="why it was disabled")
+    disabled_at = serializers.DateTimeField(allow_null=True)
+    failing_since = serializers.DateTimeField(allow_null=True, help_text="the first failed POST "
+                                              "since the last success")
+    created = serializers.DateTimeField()
+
+
+class WebhookWithSecret(WebhookOut):
+    secret = serializers.CharField(help_text="the signing secret (whsec_…), shown this once")
+
+
+def webhook_out(endpoint) -> dict:
+    return {"id": endpoint.pk, "url": endpoint.url, "description": endpoint.description,
+            "event_types": list(endpoint.event_types), "enabled": endpoint.enabled,
+            "disabled_reason": endpoint.disabled_reason, "disabled_at": endpoint.disabled_at,
+            "failing_since": endpoint.failing_since, "created": endpoint.created}
+
+
+class WebhookAttemptOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    time = serializers.DateTimeField()
+    delivery = serializers.IntegerField(help_text="the outbox row: one per event and endpoint")
+    webhook_id = serializers.CharField(help_text="the webhook-id header (the same on retries)")
+    event = serializers.IntegerField(allow_null=True, help_text="the event's id; null: a test")
+    type = serializers.CharField(help_text="the event type, or test")
+    status = serializers.IntegerField(allow_null=True, help_text="HTTP status; null: no answer")
+    error = serializers.CharField(allow_blank=True)
+    duration_ms = serializers.IntegerField()
+    response = serializers.CharField(allow_blank=True, help_text="the response body's start")
+    state = serializers.ChoiceField(choices=WebhookDelivery.State.values,
+                                    help_text="the outbox row's state now")
+
+
+class WebhookTestOut(serializers.Serializer):
+    delivery = serializers.IntegerField()
+    webhook_id = serializers.CharField()
+    status = serializers.CharField()
+
+
+# -- sender domains -----------------------------------------------------------------------------
+
+class DomainIn(serializers.Serializer):
+    domain = NoNulCharField(max_length=253, help_text="e.g. shop.example.com")
+    ed25519 = serializers.BooleanField(required=False, default=False,
+                                       help_text="also an Ed25519 key (a second signature)")
+
+
+class DomainRecordOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["dkim", "spf", "dmarc"])
+    name = serializers.CharField(help_text="where to publish it")
+    type = serializers.CharField(help_text="the DNS record type")
+    value = serializers.CharField(help_text="dkim: the TXT value to publish; spf: the mechanism "
+                                  "to include in your SPF record; dmarc: a suggestion")
+    example = serializers.CharField(help_text="a whole TXT value to publish (spf: with the "
+                                    "mechanism, if you have no SPF record yet)")
+    selector = serializers.CharField(allow_blank=True)
+    algorithm = serializers.CharField(allow_blank=True)
+    key_state = serializers.CharField(allow_blank=True, help_text="dkim: next, active or "
+                                      "retiring")
+    status = serializers.ChoiceField(choices=["right", "missing", "wrong", "error",
+                                              "unchecked"],
+                                     help_text="what the last check found")
+    found = serializers.ListField(child=serializers.CharField())
+    note = serializers.CharField(allow_blank=True)
+
+
+class DomainOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    domain = serializers.CharField()
+    verified = serializers.BooleanField(help_text="its mail is signed with its own keys")
+    verified_at = serializers.DateTimeField(allow_null=True)
+    lapsed_at = serializers.DateTimeField(allow_null=True)
+    checked_at = serializers.DateTimeField(allow_null=True)
+    created = serializers.DateTimeField()
+    records = DomainRecordOut(many=True, help_text="only public key material")
+
+
+def domain_out(domain, records: list[dict]) -> dict:
+    rows = []
+    for r in records:
+        want, found, key = r["want"], r["found"] or {}, r["key"]
+        rows.append({"kind": want.kind, "name": want.name, "type": "TXT", "value": want.value,
+                     "example": (f"v=spf1 {want.value} ~all" if want.kind == "spf"
+                                 else want.value),
+                     "selector": want.selector, "algorithm": key.algorithm if key else "",
+                     "key_state": key.state if key else "",
+                     "status": found.get("status", "unchecked"),
+                     "found": list(found.get("found", [])), "note": found.get("note", "")})
+    return {"id": domain.pk, "domain": domain.domain, "verified": domain.verified_at is not None,
+            "verified_at": domain.verified_at, "lapsed_at": domain.lapsed_at,
+            "checked_at": domain.checked_at, "created": domain.created_at, "records": rows}
 
 
 class ErrorOut(serializers.Serializer):

@@ -1,5 +1,6 @@
 """The API's endpoints: thin viewsets over credentials.services, credentials.apikeys,
-relay.services, relay.suppression, relay.http_submission and events.services.
+relay.services, relay.suppression, relay.http_submission, events.services, events.stats,
+events.webhooks and senders.services.
 
 Every read starts from the key's owner: another owner's id is 404, like a missing one. Every
 change is audited by the service it goes through, with the key named (through_key).
@@ -20,9 +21,11 @@ from rest_framework.response import Response
 from credentials import services as logins
 from credentials.clientip import client_ip
 from events import services as events
+from events import stats, webhooks
 from relay import http_submission, suppression
 from relay import services as relay
 from relay.models import Suppression
+from senders import services as senders
 
 from . import serializers as s
 from .errors import TooLarge
@@ -343,6 +346,217 @@ class SuppressionViewSet(_Base):
             suppression.remove(request.user.pk, entry.address, actor=request.user,
                                ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+class StatsViewSet(_Base):
+    serializer_class = s.StatsOut
+    pagination_class = None
+
+    @extend_schema(parameters=[s.StatsFilter], responses={200: s.StatsOut, **ERRORS})
+    def report(self, request):
+        """Your mail per UTC day from start to end: sent, delivered, bounced hard and soft,
+        complaints, opened, clicked; totals with unique opens and clicks; the most clicked
+        links. Of one login and/or one tag if asked; machine opens and clicks only with
+        machine=true."""
+        f = _filters(s.StatsFilter, request)
+        login = None
+        if f.get("login"):
+            login = logins.own_login(request.user, f["login"])
+            if login is None:
+                raise exceptions.ValidationError({"login": ["No login of yours has this "
+                                                            "username."]})
+        q = stats.Query(request.user.pk, f["start"], f["end"],
+                        login_id=login.pk if login else None, tag=f["tag"],
+                        machine=f["machine"])
+        got = stats.report(q)
+        body = {"start": q.start, "end": q.end, "login": login.username if login else None,
+                "tag": q.tag, "machine": q.machine, **got}
+        return Response(s.StatsOut(body).data)
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+class WebhookViewSet(_Base):
+    serializer_class = s.WebhookOut
+    lookup_value_regex = "[0-9]{1,18}"
+
+    def _own(self, request, pk: str):
+        endpoint = webhooks.endpoint_of(request.user, int(pk))
+        if endpoint is None:
+            raise exceptions.NotFound("No such webhook endpoint.")
+        return endpoint
+
+    @extend_schema(responses={200: s.WebhookOut(many=True), **ERRORS})
+    def list(self, request):
+        """Your webhook endpoints."""
+        return self._page(webhooks.endpoints_of(request.user),
+                          lambda page: s.WebhookOut([s.webhook_out(e) for e in page],
+                                                    many=True).data)
+
+    @extend_schema(responses={200: s.WebhookOut, **ERRORS})
+    def retrieve(self, request, pk: str):
+        return Response(s.WebhookOut(s.webhook_out(self._own(request, pk))).data)
+
+    @extend_schema(request=s.WebhookCreateIn, responses={201: s.WebhookWithSecret, **ERRORS})
+    def create(self, request):
+        """A new endpoint (enabled unless enabled is false); its signing secret is in this
+        response only."""
+        form = s.WebhookCreateIn(data=request.data)
+        form.is_valid(raise_exception=True)
+        v = form.validated_data
+        ip = client_ip(request)
+        try:
+            with _as_key(request):
+                endpoint, secret = webhooks.create_endpoint(
+                    request.user, v["url"].strip(), v["event_types"], v.get("description", ""),
+                    actor=request.user, ip=ip)
+                if v.get("enabled") is False:
+                    webhooks.set_enabled(endpoint, False, actor=request.user, ip=ip)
+        except ValueError as exc:
+            raise exceptions.ValidationError({"url": [str(exc)]}) from None
+        body = {**s.webhook_out(endpoint), "secret": secret}
+        return Response(s.WebhookWithSecret(body).data, status=status.HTTP_201_CREATED)
+
+    def _update(self, request, pk: str):
+        endpoint = self._own(request, pk)
+        form = s.WebhookIn(data=request.data)
+        form.is_valid(raise_exception=True)
+        v = form.validated_data
+        ip = client_ip(request)
+        try:
+            with _as_key(request):
+                webhooks.update_endpoint(
+                    endpoint, url=v.get("url", endpoint.url).strip(),
+                    event_types=v.get("event_types", endpoint.event_types),
+                    description=v.get("description", endpoint.description),
+                    actor=request.user, ip=ip)
+                if "enabled" in v and v["enabled"] != endpoint.enabled:
+                    webhooks.set_enabled(endpoint, v["enabled"], actor=request.user, ip=ip)
+        except ValueError as exc:
+            raise exceptions.ValidationError({"url": [str(exc)]}) from None
+        return Response(s.WebhookOut(s.webhook_out(endpoint)).data)
+
+    @extend_schema(request=s.WebhookIn, responses={200: s.WebhookOut, **ERRORS})
+    def partial_update(self, request, pk: str):
+        """Change url, description, event_types (those given) and enabled (enabling again
+        sends what waited at once)."""
+        return self._update(request, pk)
+
+    @extend_schema(request=s.WebhookIn, responses={200: s.WebhookOut, **ERRORS})
+    def update(self, request, pk: str):
+        """As PATCH: fields not given stay as they are."""
+        return self._update(request, pk)
+
+    @extend_schema(request=None, responses={204: None, **ERRORS})
+    def destroy(self, request, pk: str):
+        """Delete the endpoint with its pending POSTs and its delivery log."""
+        endpoint = self._own(request, pk)
+        with _as_key(request):
+            webhooks.delete_endpoint(endpoint, actor=request.user, ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: s.WebhookAttemptOut(many=True), **ERRORS})
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk: str):
+        """The endpoint's delivery log: every POST, newest first, with its HTTP status (or
+        error), response time and the start of the response body."""
+        endpoint = self._own(request, pk)
+
+        def out(page):
+            return s.WebhookAttemptOut([{
+                "id": a.pk, "time": a.time, "delivery": a.delivery_id,
+                "webhook_id": webhooks.webhook_id(a.delivery_id),
+                "event": a.delivery.event_id, "type": webhooks.attempt_event_type(a),
+                "status": a.status, "error": a.error, "duration_ms": a.duration_ms,
+                "response": a.response_excerpt, "state": a.delivery.state} for a in page],
+                many=True).data
+        return self._page(webhooks.attempts_of(endpoint), out)
+
+    @extend_schema(request=None, responses={202: s.WebhookTestOut, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk: str):
+        """Queue a test event for this endpoint (whatever its event types; a disabled
+        endpoint gets it once enabled)."""
+        endpoint = self._own(request, pk)
+        with _as_key(request):
+            row = webhooks.send_test(endpoint, actor=request.user, ip=client_ip(request))
+        body = {"delivery": row.pk, "webhook_id": webhooks.webhook_id(row.pk),
+                "status": "queued"}
+        return Response(s.WebhookTestOut(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+# -- sender domains ---------------------------------------------------------------------------
+
+def _domain_out(domain) -> dict:
+    return s.DomainOut(s.domain_out(domain, senders.records(domain))).data
+
+
+class DomainViewSet(_Base):
+    serializer_class = s.DomainOut
+    lookup_value_regex = "[0-9]{1,18}"
+
+    def _own(self, request, pk: str):
+        domain = senders.own_domain(request.user, int(pk))
+        if domain is None:
+            raise exceptions.NotFound("No such sender domain.")
+        return domain
+
+    @extend_schema(responses={200: s.DomainOut(many=True), **ERRORS})
+    def list(self, request):
+        """Your sender domains with the records to publish and their status."""
+        return self._page(senders.domains_of(request.user),
+                          lambda page: [_domain_out(d) for d in page])
+
+    @extend_schema(responses={200: s.DomainOut, **ERRORS})
+    def retrieve(self, request, pk: str):
+        """One domain: each record to publish, with what the last check found."""
+        return Response(_domain_out(self._own(request, pk)))
+
+    @extend_schema(request=s.DomainIn, responses={201: s.DomainOut, **ERRORS})
+    def create(self, request):
+        """Add a domain: its DKIM key(s) are made now, and the answer holds the records to
+        publish (DKIM, SPF, DMARC). Then check it."""
+        form = s.DomainIn(data=request.data)
+        form.is_valid(raise_exception=True)
+        v = form.validated_data
+        try:
+            with _as_key(request):
+                domain = senders.add_domain(request.user, v["domain"], ed25519=v["ed25519"],
+                                            actor=request.user, ip=client_ip(request))
+        except senders.DomainError as exc:
+            raise exceptions.ValidationError({"domain": [str(exc)]}) from None
+        return Response(_domain_out(domain), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None, **ERRORS})
+    def destroy(self, request, pk: str):
+        """Delete the domain and its keys: its mail is no longer signed with them."""
+        domain = self._own(request, pk)
+        with _as_key(request):
+            senders.delete_domain(domain, actor=request.user, ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: s.DomainOut, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def check(self, request, pk: str):
+        """Check DNS: look the records up now; the domain is verified while its active DKIM
+        records are right (a waiting rotation's key becomes active once its record is)."""
+        domain = self._own(request, pk)
+        with _as_key(request):
+            senders.check_domain(domain, actor=request.user, ip=client_ip(request))
+        return Response(_domain_out(domain))
+
+    @extend_schema(request=None, responses={200: s.DomainOut, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def rotate(self, request, pk: str):
+        """Start a key rotation: a next key (new selector) per algorithm, unless one waits
+        already. Publish its record, then check: it signs once found, and the old key's
+        record is needed for SENDER_ROTATION_GRACE_DAYS more."""
+        domain = self._own(request, pk)
+        with _as_key(request):
+            senders.rotate(domain, actor=request.user, ip=client_ip(request))
+        return Response(_domain_out(domain))
 
 
 def not_found(request, *args, **kwargs) -> JsonResponse:

@@ -150,10 +150,14 @@ def _clean_types(event_types: Iterable[str]) -> list[str]:
 
 def _audit(action: str, endpoint: WebhookEndpoint, actor: AbstractBaseUser | None,
            ip: str | None, **details: Any) -> None:
+    # A change made through the REST API names its key, as login changes do.
+    from credentials.services import actor_label, key_details
+
     WebhookAudit.objects.create(
         action=action, owner_id=endpoint.owner_id, actor=actor,
-        actor_name=actor.get_username() if actor is not None else "",
-        endpoint=endpoint if endpoint.pk else None, url=endpoint.url, ip=ip, details=details)
+        actor_name=actor_label(actor) if actor is not None else "",
+        endpoint=endpoint if endpoint.pk else None, url=endpoint.url, ip=ip,
+        details={**details, **key_details()})
 
 
 def create_endpoint(owner: AbstractBaseUser, url: str, event_types: Iterable[str],
@@ -243,8 +247,20 @@ def send_test(endpoint: WebhookEndpoint, *, actor: AbstractBaseUser | None = Non
 
 
 def delivery_log(endpoint: WebhookEndpoint, limit: int = LOG_ROWS) -> list[WebhookAttempt]:
-    return list(WebhookAttempt.objects.filter(endpoint=endpoint)
-                .select_related("delivery").order_by("-time", "-id")[:limit])
+    return list(attempts_of(endpoint).order_by("-time", "-id")[:limit])
+
+
+def attempts_of(endpoint: WebhookEndpoint) -> Any:
+    """Every logged POST to the endpoint with its outbox row and event (the REST API pages
+    through these; the dashboard shows the last LOG_ROWS)."""
+    return (WebhookAttempt.objects.filter(endpoint=endpoint)
+            .select_related("delivery", "delivery__event"))
+
+
+def attempt_event_type(attempt: WebhookAttempt) -> str:
+    """The event type a logged POST carried ("test" for a test event)."""
+    row = attempt.delivery
+    return row.event.type if row.event is not None else (row.payload or {}).get("type", "")
 
 
 def pending_count(endpoint: WebhookEndpoint) -> int:

@@ -36,7 +36,11 @@ class DomainError(ValueError):
 
 def _audit(action: str, domain: SenderDomain | str, owner: User | None, actor: User | None,
            ip: str | None, **details) -> None:
+    # A change made through the REST API names its key, as login changes do.
+    from credentials.services import key_details
+
     name = domain if isinstance(domain, str) else domain.domain
+    details = {**details, **key_details()}
     SenderAudit.objects.create(action=action, domain=name, owner=owner, actor=actor, ip=ip,
                                details=details)
     log.info("sender domain %s: %s by %s %s", name, action,
@@ -142,6 +146,15 @@ def wanted(domain: SenderDomain) -> list[Wanted]:
     out.append(Wanted("dmarc", f"_dmarc.{name}",
                       f"v=DMARC1; p=none; adkim=r; aspf=r; rua=mailto:dmarc-reports@{name}"))
     return out
+
+
+def records(domain: SenderDomain) -> list[dict]:
+    """Each record to publish with what the last check found there (None: not checked) and
+    its DKIM key (None for SPF and DMARC): the domain's page and the REST API show these."""
+    found = {(r["kind"], r["name"]): r for r in domain.last_check.get("records", [])}
+    by_selector = {k.selector: k for k in domain.keys.all()}
+    return [{"want": want, "found": found.get((want.kind, want.name)),
+             "key": by_selector.get(want.selector)} for want in wanted(domain)]
 
 
 def resolver():

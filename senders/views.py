@@ -44,19 +44,9 @@ def domain_list(request: HttpRequest) -> HttpResponse:
         status=status)
 
 
-def _records(domain: SenderDomain) -> list[dict]:
-    found = {(r["kind"], r["name"]): r for r in domain.last_check.get("records", [])}
-    keys = {k.selector: k for k in domain.keys.all()}
-    rows = []
-    for want in services.wanted(domain):
-        rows.append({"want": want, "found": found.get((want.kind, want.name)),
-                     "key": keys.get(want.selector)})
-    return rows
-
-
 def domain_page(request: HttpRequest, domain_id: int) -> HttpResponse:
     domain = _own(request, domain_id)
-    context = {"domain": domain, "records": _records(domain),
+    context = {"domain": domain, "records": services.records(domain),
                "bounce_domain": settings.BOUNCE_DOMAIN,
                "relay_domain": settings.DKIM_RELAY_DOMAIN,
                "unverified": settings.SENDER_UNVERIFIED,

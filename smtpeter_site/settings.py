@@ -357,8 +357,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "smtpeter API",
-    "DESCRIPTION": "Messages, events, logins and suppressions of the API key's owner. "
-                   "See docs/api.md.",
+    "DESCRIPTION": "Messages, events, logins, suppressions, statistics, webhooks and sender "
+                   "domains of the API key's owner. See docs/api.md.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -366,6 +366,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Event types appear in events and in webhook endpoints: one schema component for both.
+    "ENUM_NAME_OVERRIDES": {"EventTypeEnum": "api.serializers.EVENT_TYPE_NAMES"},
 }
 
 LOG_LEVEL = env_choice(env, "LOG_LEVEL", "INFO",

@@ -164,5 +164,8 @@ def test_the_schema_is_public_openapi_3_json_and_names_the_bearer_key(db):
     assert {"/api/v1/events/", "/api/v1/messages/", "/api/v1/messages/{queue_id}/",
             "/api/v1/messages/{queue_id}/raw", "/api/v1/logins/", "/api/v1/logins/{id}/",
             "/api/v1/logins/{id}/reset-password/", "/api/v1/suppressions/",
-            "/api/v1/suppressions/{id}/"} == paths
+            "/api/v1/suppressions/{id}/", "/api/v1/stats/", "/api/v1/webhooks/",
+            "/api/v1/webhooks/{id}/", "/api/v1/webhooks/{id}/deliveries/",
+            "/api/v1/webhooks/{id}/test/", "/api/v1/domains/", "/api/v1/domains/{id}/",
+            "/api/v1/domains/{id}/check/", "/api/v1/domains/{id}/rotate/"} == paths
     assert Client().get("/api/v1/docs/").status_code == 200

@@ -6,8 +6,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from credentials import apikeys, services
+from events import webhooks
 from relay import suppression
+from senders import services as senders
 from tests.e2e.conftest import live_server  # noqa: F401 - the live server without https redirect
+from tests.relay.dnsserver import DNSServer
 
 from .conftest import alice_mail as _alice_mail  # noqa: F401
 
@@ -26,10 +29,21 @@ def api_schema(live_server, alice, settings):  # noqa: F811
 
 
 @pytest.fixture
-def token(alice):
+def dns(settings):
+    # Check DNS asks a server the test runs (empty: every record missing), never the network.
+    with DNSServer({}) as server:
+        settings.DNS_NAMESERVERS = server.nameserver
+        settings.SENDER_DNS_TIMEOUT = 1
+        yield server
+
+
+@pytest.fixture
+def token(alice, dns):
     # Something to find at the real ids besides the 404s of random ones.
     services.create_login(alice, description="fuzzed")
     suppression.add(alice.pk, "ann@example.com", "manual", actor=alice)
+    webhooks.create_endpoint(alice, "https://hooks.example.com/in", ["delivery"])
+    senders.add_domain(alice, "fuzzed.example")
     return apikeys.create_key(alice, "schemathesis", "write")[1]
 
 
@@ -54,6 +68,6 @@ def test_the_api_keeps_its_schema(api_schema, token, _alice_mail):  # noqa: F811
             run()
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - reported below
             failures.append(f"{operation.label}: {exc}")
-    assert operations >= 15
+    assert operations >= 30
     assert len(calls) >= 5 * operations and any(200 <= c < 300 for c in calls)
     assert not failures, "\n\n".join(failures)[:20000]
