@@ -19,8 +19,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def server(tls_files, tmp_path):
     server = Server(cert=tls_files[0], key=tls_files[1], workdir=tmp_path, roles=ACCEPT_ROLES,
-                    # An idle session must outlive the check's own start-up (seconds under load): the
-                    # one kept open below is what keeps the draining process alive.
+                    # An idle session must outlive the check's start-up (seconds under load):
+                    # the one kept open below is what keeps the draining process alive.
                     env_extra={**SERVER_ENV, "SMTP_STOP_GRACE": "20",
                                "SMTP_IDLE_TIMEOUT": "60"}).start()
     yield server
