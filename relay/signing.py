@@ -90,29 +90,57 @@ def forget() -> None:
     _plans.clear()
 
 
-async def sign_rendered(worker, message, rendered):
-    """rendered (delivery.Rendered) with every distinct body signed; unsigned on failure."""
-    if not settings.DKIM_SIGNING or not rendered.by_recipient:
+async def plan_message(worker, message) -> Plan | None:
+    """Who signs this message's mail (None: signing is off, or the look-up failed, which the
+    message page then says: sent unsigned). Asked before rendering, so the render job signs."""
+    if not settings.DKIM_SIGNING:
+        return None
+    try:
+        # The features leave From as it is: the queued message's From is the rendered one's.
+        return await worker._db(plan_for, message.id, from_domain(message.raw))
+    except Exception as exc:  # noqa: BLE001 - sent unsigned, and the message page says so
+        await _unsigned(worker, message, exc)
+        return None
+
+
+async def sign_rendered(worker, message, rendered, plan: Plan | None):
+    """rendered (delivery.Rendered) with every distinct body signed by plan's signers; the
+    render job has usually signed already (rendered.signed), else a pool job of its own signs
+    (mail sent unchanged: no features, or a failed render). Unsigned on failure."""
+    if plan is None or not rendered.by_recipient:
+        return rendered
+    if rendered.signed:
+        if rendered.sign_error:
+            await _unsigned(worker, message, rendered.sign_error)
+        elif plan.warning:
+            await worker._warn(message, plan.warning,
+                               {"action": "signed with the relay's domain"})
         return rendered
     bodies = {id(data): data for data, _ in rendered.by_recipient.values()}
     order = list(bodies)
     try:
-        plan = await worker._db(plan_for, message.id, from_domain(bodies[order[0]]))
         chunks = await asyncio.gather(*(
             worker.renderer.run(sign_many, [bodies[i] for i in order[n:n + SIGN_CHUNK]],
                                 list(plan.signers))
             for n in range(0, len(order), SIGN_CHUNK)))
     except Exception as exc:  # noqa: BLE001 - sent unsigned, and the message page says so
-        reason = str(exc) if isinstance(exc, RenderFailed) else f"{type(exc).__name__}: {exc}"
-        log.warning("message %s: DKIM signing failed (%s); sent unsigned", message.queue_id,
-                    reason)
-        await worker._warn(message, f"DKIM signing failed ({reason})", {"action": "sent unsigned"})
+        await _unsigned(worker, message, exc)
         return rendered
     if plan.warning:
         await worker._warn(message, plan.warning, {"action": "signed with the relay's domain"})
     signed = dict(zip(order, (m for chunk in chunks for m in chunk), strict=True))
     return type(rendered)({rid: (signed[id(data)], sender)
-                           for rid, (data, sender) in rendered.by_recipient.items()})
+                           for rid, (data, sender) in rendered.by_recipient.items()},
+                          signed=True)
+
+
+async def _unsigned(worker, message, exc: Exception | str) -> None:
+    if isinstance(exc, str | RenderFailed):
+        reason = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    log.warning("message %s: DKIM signing failed (%s); sent unsigned", message.queue_id, reason)
+    await worker._warn(message, f"DKIM signing failed ({reason})", {"action": "sent unsigned"})
 
 
 # -- SENDER_UNVERIFIED=refuse: the check at the end of DATA --------------------------------------
