@@ -191,6 +191,7 @@ class DeliveryWorker:
         self.worker_id = worker_id or new_worker_id()
         self.batch = batch or settings.DELIVERY_BATCH
         self.poll = poll or settings.DELIVERY_POLL_INTERVAL
+        self.claim_interval = settings.DELIVERY_CLAIM_INTERVAL
         self.lease = lease or settings.DELIVERY_LEASE
         self.per_transaction = settings.DELIVERY_TRANSACTION_RECIPIENTS
         self._sends = asyncio.Semaphore(concurrency or settings.DELIVERY_CONCURRENCY)
@@ -233,12 +234,19 @@ class DeliveryWorker:
         except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
             log.error("render processes did not start: %s", exc)
         failures = 0
+        next_claim = 0.0
         while not self._stopping:
             room = self.batch - len(self.inflight)
             if room < max(1, self.batch // 4):
                 self._room.clear()
                 await self._room.wait()
                 continue
+            # Mail committed in small groups wakes us every few messages: claims (a few
+            # queries each) at most every DELIVERY_CLAIM_INTERVAL unless the last one was full.
+            pause = next_claim - self._loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue  # room may have changed meanwhile
             self._wakeup.clear()
             try:
                 claims = await self._db(queue.claim, self.worker_id, room)
@@ -250,6 +258,8 @@ class DeliveryWorker:
                 await asyncio.sleep(pause)
                 continue
             failures = 0
+            if len(claims) < room:
+                next_claim = self._loop.time() + self.claim_interval
             if not claims:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self.poll)
