@@ -427,10 +427,14 @@ def _plain_e2e(server: Runsmtp, login, jobs: list, split: bool = False) -> dict:
     server.start("submission" if split else "submission,delivery")
     procs = [p for p in (server, delivery) if p is not None]
     cpu0 = sum(tree_cpu(p.proc.pid) for p in procs)
+    spy = None if split else py_spy(server.proc.pid)
     started = time.perf_counter()
     out[f"runsmtp_e2e{tag}_submit_s"] = round(submit(server.tls_port, server.cafile, login,
                                                      jobs), 2)
     done = sink.wait_for(n)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
     out[f"runsmtp_e2e{tag}_s"] = round(done - started, 2)
     out[f"runsmtp_e2e{tag}_msg_per_s"] = round(n / (done - started))
     out[f"runsmtp_e2e{tag}_cpu_ms_per_msg"] = round(

@@ -48,7 +48,7 @@ from . import metrics, queue, suppression
 from .queue import Claim, QueuedMessage, Result
 from .queue_writer import NEW_MAIL
 from .render_pool import RenderFailed, RenderJob, RenderOutput, RenderPool, render_job
-from .signing import sign_rendered
+from .signing import plan_message, sign_rendered
 
 log = logging.getLogger("relay.delivery")
 RENDER_CHUNK = 50  # recipients per render job: a big claim of one message uses every process
@@ -174,6 +174,8 @@ class Rendered:
     """Per recipient id: (bytes to send, envelope sender)."""
 
     by_recipient: dict[int, tuple[bytes, str]]
+    signed: bool = False  # DKIM-signed in the render job (relay.signing)
+    sign_error: str = ""  # why the render job could not sign (the bytes are unsigned)
 
 
 # -- the worker -------------------------------------------------------------------------------
@@ -189,6 +191,7 @@ class DeliveryWorker:
         self.worker_id = worker_id or new_worker_id()
         self.batch = batch or settings.DELIVERY_BATCH
         self.poll = poll or settings.DELIVERY_POLL_INTERVAL
+        self.claim_interval = settings.DELIVERY_CLAIM_INTERVAL
         self.lease = lease or settings.DELIVERY_LEASE
         self.per_transaction = settings.DELIVERY_TRANSACTION_RECIPIENTS
         self._sends = asyncio.Semaphore(concurrency or settings.DELIVERY_CONCURRENCY)
@@ -231,12 +234,19 @@ class DeliveryWorker:
         except Exception as exc:  # noqa: BLE001 - renders fall back to unchanged mail
             log.error("render processes did not start: %s", exc)
         failures = 0
+        next_claim = 0.0
         while not self._stopping:
             room = self.batch - len(self.inflight)
             if room < max(1, self.batch // 4):
                 self._room.clear()
                 await self._room.wait()
                 continue
+            # Mail committed in small groups wakes us every few messages: claims (a few
+            # queries each) at most every DELIVERY_CLAIM_INTERVAL unless the last one was full.
+            pause = next_claim - self._loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue  # room may have changed meanwhile
             self._wakeup.clear()
             try:
                 claims = await self._db(queue.claim, self.worker_id, room)
@@ -248,6 +258,8 @@ class DeliveryWorker:
                 await asyncio.sleep(pause)
                 continue
             failures = 0
+            if len(claims) < room:
+                next_claim = self._loop.time() + self.claim_interval
             if not claims:
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self.poll)
@@ -318,8 +330,9 @@ class DeliveryWorker:
             claims = await self.check_suppression(message, claims, ahead)
             if not claims:
                 return
-            rendered = await self.render(message, claims)
-            rendered = await sign_rendered(self, message, rendered)  # relay.signing: DKIM
+            plan = await plan_message(self, message)  # relay.signing: who DKIM-signs
+            rendered = await self.render(message, claims, plan.signers if plan else ())
+            rendered = await sign_rendered(self, message, rendered, plan)
             await self.send(message, claims, rendered)
         except Exception as exc:  # noqa: BLE001 - this message is deferred, the worker goes on
             log.exception("delivery of message %s failed", message_id)
@@ -362,13 +375,15 @@ class DeliveryWorker:
         metrics.failed_without_attempt(len(stopped))
         return [c for c in claims if c.address.strip().lower() not in found]
 
-    async def render(self, message: QueuedMessage, claims: list[Claim]) -> Rendered:
-        """The bytes and envelope sender of each recipient, features applied off the loop."""
+    async def render(self, message: QueuedMessage, claims: list[Claim],
+                     signers: tuple = ()) -> Rendered:
+        """The bytes and envelope sender of each recipient, features applied off the loop
+        (and DKIM-signed there with signers, when the message is rendered at all)."""
         features = message.features or {}
         ctx = render_context(message.id, 0, message.mail_from)
         if any(features.get(f) for f in RENDERED_FEATURES):
             try:
-                return await self._render_in_pool(message, claims, ctx)
+                return await self._render_in_pool(message, claims, ctx, signers)
             except RenderFailed as exc:
                 reason = str(exc)
             except Exception as exc:  # noqa: BLE001 - the message goes out unchanged
@@ -384,14 +399,14 @@ class DeliveryWorker:
             for c in claims})
 
     async def _render_in_pool(self, message: QueuedMessage, claims: list[Claim],
-                              ctx) -> Rendered:
+                              ctx, signers: tuple = ()) -> Rendered:
         # The first render of a message with tracking also brings back its URL lists.
         lists = not message.links_stored and any(
             (message.features or {}).get(f) for f in TRACKING_FEATURES)
         jobs = [
             RenderJob(message.id, message.raw, message.features, settings.CSS_INLINER, ctx,
                       [(c.recipient_id, c.address) for c in claims[i:i + RENDER_CHUNK]],
-                      lists=lists and i == 0)
+                      lists=lists and i == 0, signers=tuple(signers))
             for i in range(0, len(claims), RENDER_CHUNK)
         ]
         outputs: list[RenderOutput] = await asyncio.gather(
@@ -406,7 +421,8 @@ class DeliveryWorker:
             warnings.update(dict.fromkeys(out.warnings))
         for warning in warnings:
             await self._warn(message, warning, {"action": "part left as it was"})
-        return Rendered(by_recipient)
+        return Rendered(by_recipient, signed=bool(signers),
+                        sign_error=next((o.sign_error for o in outputs if o.sign_error), ""))
 
     async def store_links(self, message: QueuedMessage, output: RenderOutput) -> None:
         """Store what the tracking tokens' indexes stand for, before the first token goes out:

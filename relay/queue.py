@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BinaryField, Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import BinaryField, Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
 from events.models import Event
 from events.services import NewEvent, record_many
-from smtpeter_site.db import insert_sql
+from smtpeter_site.db import insert_sql, per_vendor, select_sql
 
 from .classify import classify
 from .dsn import dsn_wanted
@@ -137,21 +137,40 @@ def next_attempt(attempts: int, now: datetime, end: datetime) -> datetime | None
 # -- claims --------------------------------------------------------------------------------
 
 
+_DUE_FIELDS = ["id", "message", "address", "notify", "orcpt", "attempts"]
+
+
+@per_vendor
+def _due_sql(conn) -> str:
+    # Raw SQL built once per vendor: the claim runs after every wake-up, and compiling the
+    # ORM query each time was most of its Python time (bench/README.md, e2e profile).
+    qn = conn.ops.quote_name
+    column = {name: qn(Recipient._meta.get_field(name).column)
+              for name in ("next_attempt_at", "lease_until", "id")}
+    return (select_sql(conn, Recipient, _DUE_FIELDS, "state")
+            + f" = %s AND {column['next_attempt_at']} <= %s"
+            + f" AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s)"
+            + "{exclude}"
+            + f" ORDER BY {column['next_attempt_at']} LIMIT %s"
+            + (" FOR UPDATE SKIP LOCKED"
+               if conn.features.has_select_for_update_skip_locked else ""))
+
+
 def _due(state: str, now: datetime, limit: int, exclude: list[int] = ()) -> list[tuple]:
     if limit <= 0:
         return []
     # Every pending recipient has a next_attempt_at (the queue writer, defer, release and
     # retry set one): a range and an order the index rcpt_due answers, where "or null" or a
     # second sort key made PostgreSQL sort every pending row for each claim.
-    qs = (Recipient.objects
-          .filter(state=state, next_attempt_at__lte=now)
-          .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-          .exclude(pk__in=exclude)
-          .order_by("next_attempt_at"))
-    if connection.features.has_select_for_update_skip_locked:
-        qs = qs.select_for_update(skip_locked=True)
-    return list(qs.values_list("id", "message_id", "address", "notify", "orcpt", "attempts")
-                [:limit])
+    at = connection.ops.adapt_datetimefield_value(now)
+    not_in = ""
+    if exclude:
+        not_in = (f" AND NOT ({connection.ops.quote_name(Recipient._meta.pk.column)} IN "
+                  f"({', '.join(['%s'] * len(exclude))}))")
+    with connection.cursor() as cursor:
+        cursor.execute(_due_sql(connection).replace("{exclude}", not_in),
+                       [str(state), at, at, *exclude, limit])
+        return cursor.fetchall()
 
 
 def claim(worker_id: str, limit: int, now: datetime | None = None,

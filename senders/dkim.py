@@ -117,18 +117,34 @@ def _signature(algorithm: str, key, digest: bytes) -> bytes:
     return key.sign(digest)  # RFC 8463: Ed25519 signs the SHA-256 of the header hash input
 
 
-_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
-_WSP_RUN = re.compile(rb" [\t ]+|\t[\t ]*")  # a lone space is already canonical
-
-
 def relaxed_body(body: bytes) -> bytes:
-    """RFC 6376 3.4.4, as dkimpy's relaxed body canonicalisation but 4x faster on a rendered
-    newsletter: only what needs a change is replaced (tests/senders check they agree)."""
-    if b" \r\n" in body or b"\t\r\n" in body:
-        body = _TRAILING_WSP.sub(b"\r\n", body)
-    if b"  " in body or b"\t" in body:
-        body = _WSP_RUN.sub(b" ", body)
+    """RFC 6376 3.4.4, as dkimpy's relaxed body canonicalisation but about 10x faster on a
+    rendered newsletter: bytes.find and replace (C) instead of a regex attempt at each of its
+    thousands of spaces (tests/senders check they agree). A tab is a WSP run of its own (one
+    space); with every run reduced to one space, a WSP at a line's end is a single space."""
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    body = _one_space(body)
+    if b" \r\n" in body:
+        body = body.replace(b" \r\n", b"\r\n")
     return correct_empty_body(strip_trailing_lines(body))
+
+
+def _one_space(body: bytes) -> bytes:
+    # A rendered body has few runs of spaces (its HTML is re-serialised): a loop per run.
+    i = body.find(b"  ")
+    if i < 0:
+        return body
+    out, start, end = [], 0, len(body)
+    while i >= 0:
+        j = i + 2
+        while j < end and body[j] == 32:
+            j += 1
+        out.append(body[start:i + 1])
+        start = j
+        i = body.find(b"  ", j)
+    out.append(body[start:])
+    return b"".join(out)
 
 
 def body_hash(body: bytes) -> bytes:

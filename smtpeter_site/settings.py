@@ -273,6 +273,8 @@ DELIVERY_RETRY_MAX = env_float(env, "DELIVERY_RETRY_MAX", 3600, positive=True)
 DELIVERY_MAX_LIFETIME = env_float(env, "DELIVERY_MAX_LIFETIME", 86400, positive=True)
 DELIVERY_LEASE = env_float(env, "DELIVERY_LEASE", 120, positive=True)
 DELIVERY_POLL_INTERVAL = env_float(env, "DELIVERY_POLL_INTERVAL", 1, positive=True)
+# Wake-ups closer together than this share one claim (0: claim at every wake-up).
+DELIVERY_CLAIM_INTERVAL = env_float(env, "DELIVERY_CLAIM_INTERVAL", 0.05)
 # A recipient deferred this long gets its one "delayed" DSN (RCPT NOTIFY=DELAY only).
 DSN_DELAY_AFTER = env_float(env, "DSN_DELAY_AFTER", 14400, positive=True)
 RENDER_WORKERS = env_int(env, "RENDER_WORKERS", 2, minimum=1)

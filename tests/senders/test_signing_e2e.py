@@ -167,9 +167,12 @@ def test_refuse_mode_answers_550_naming_the_domain_and_takes_verified_mail(
     assert dkimpy_results(bytes(capture.data), dns_server.nameserver) == [("shop.test", True)]
 
 
-def test_mail_that_cannot_be_signed_goes_out_unsigned_and_says_why(server, bob):
-    login, password = logins.create_login(bob)
-    message = send(server, login, password, b"Subject: no From header\r\n\r\nhi\r\n",
+@pytest.mark.parametrize("features", [[], ["clicktracking"]],
+                         ids=["unrendered: a signing job", "rendered: in the render job"])
+def test_mail_that_cannot_be_signed_goes_out_unsigned_and_says_why(server, bob, features):
+    login, password = logins.create_login(bob, features=features)
+    message = send(server, login, password,
+                   b"Subject: no From header\r\n\r\n<a href=\"https://shop.test/\">hi</a>\r\n",
                    ["frank@example.org"])
     capture = wait_for(lambda: Capture.objects.filter(message=message).first(), what="capture")
     assert b"DKIM-Signature" not in bytes(capture.data)
