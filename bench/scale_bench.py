@@ -159,6 +159,15 @@ def wait_recorded(server: Runsmtp, n: int, timeout: float = 300) -> float:
     return time.perf_counter()
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's ended children: the submission client processes once
+    their pool is gone (the runsmtp processes and the sink are not reaped meanwhile)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -176,8 +185,10 @@ def run(server: Runsmtp, login, processes: int, n: int) -> dict:
         w.start("submission")
     out["ingest_load_before"] = load()
     cpu0 = sum(tree_cpu(w.proc.pid) for w in workers)
+    clients0 = children_cpu()
     with PgMeter(server) as pg:
         seconds = submit(server.tls_port, server.cafile, login, jobs)
+    out["ingest_clients_cpu_ms_per_msg"] = round(1000 * (children_cpu() - clients0) / n, 3)
     cpu = sum(tree_cpu(w.proc.pid) for w in workers) - cpu0
     out["ingest_load_after"] = load()
     out["ingest_s"] = round(seconds, 2)
@@ -244,6 +255,25 @@ def main() -> None:
         drop_pg_database(database_url)
     results["machine_at_end"] = machine()
     print(json.dumps(results))
+    print(table(results["runs"]))
+
+
+COLUMNS = [  # (heading, key): per phase
+    ("msg/s", "msg_per_s"), ("runsmtp CPU ms/msg", "runsmtp_cpu_ms_per_msg"),
+    ("PG backends CPU ms/msg", "pg_backends_cpu_ms_per_msg"),
+    ("all postgres CPU ms/msg", "pg_all_cpu_ms_per_msg"), ("PG xacts/msg", "pg_xacts_per_msg"),
+    ("load before", "load_before")]
+
+
+def table(runs: list[dict]) -> str:
+    """The runs as a Markdown table, one row per process count and phase."""
+    lines = ["| processes | phase | " + " | ".join(h for h, _ in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for run in runs:
+        for phase in ("ingest", "delivery"):
+            cells = [str(run[f"{phase}_{key}"]) for _, key in COLUMNS]
+            lines.append(f"| {run['processes']} | {phase} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
