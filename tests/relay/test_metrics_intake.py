@@ -9,7 +9,7 @@ from relay.metrics import INTAKE
 from . import intake_samples as samples
 from .test_intake import arrived, sent
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the counter moves on commit
 
 
 def counted(kind: str) -> float:
