@@ -33,6 +33,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.plan: list[tuple | str] = []  # consumed one per request; then 200
+        self.delay = 0.0  # seconds each answer waits (POSTs in flight for longer)
         self.release = threading.Event()
         self._cond = threading.Condition()
         receiver = self
@@ -49,6 +50,8 @@ class Receiver:
                     receiver.requests.append(request)
                     action = receiver.plan.pop(0) if receiver.plan else (200, {}, b"thanks")
                     receiver._cond.notify_all()
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 if action == "hang":
                     receiver.release.wait(60)
                     action = (200, {}, b"late")

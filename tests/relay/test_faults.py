@@ -11,7 +11,8 @@ and no recipient more than one deferral event.
 
 Webhooks: an endpoint of the sender's, subscribed to the delivery events (delivery, deferral,
 failure), points at a receiver started here (tests/events/receiver.py; WEBHOOK_ALLOW_HTTP and
-WEBHOOK_ALLOW_PRIVATE let the sender reach 127.0.0.1), which answers the first POSTs 503.
+WEBHOOK_ALLOW_PRIVATE let the sender reach 127.0.0.1), which answers the first POSTs 503 and
+takes 20 ms over each answer (so that the killed process has POSTs in flight).
 Every such event has exactly one webhook-id acknowledged (2xx) at the receiver, signed with the
 endpoint's secret: none lost; a webhook-id acknowledged twice (its 2xx was never recorded: a
 kill -9 or a cut backend between the POST and its record) is counted and printed, and there
@@ -79,6 +80,7 @@ def sink():
 def receiver():
     r = Receiver()
     r.plan = [(503, {}, b"busy")] * HOOK_REFUSED
+    r.delay = 0.02  # so that the killed process has POSTs in flight
     yield r
     r.close()
 
