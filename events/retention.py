@@ -1,4 +1,5 @@
-"""Events past RETENTION_EVENT_DAYS, deleted in small batches (`manage.py prune`).
+"""Events past RETENTION_EVENT_DAYS and webhook POSTs done longer ago than
+RETENTION_WEBHOOK_DAYS, deleted in small batches (`manage.py prune`).
 
 The Statistics page reads closed days from aggregates (events.stats: DailyStat, DailyLink), so
 prune rolls up every day it is about to touch before deleting its events: the figures survive
@@ -16,7 +17,7 @@ from django.db.models import Min
 from smtpeter_site.batches import in_batches
 
 from . import stats
-from .models import Event
+from .models import Event, WebhookAttempt, WebhookDelivery
 
 log = logging.getLogger("events.retention")
 
@@ -40,3 +41,18 @@ def prune_events(before: datetime, batch: int, pause: float = 0.0,
         return Event.objects.filter(pk__in=ids).delete()[1].get("events.Event", 0)
 
     return in_batches(Event.objects.filter(time__lt=before), delete, batch, pause, on_batch)
+
+
+def prune_webhooks(before: datetime, batch: int, pause: float = 0.0,
+                   on_batch: Callable[[int, float], None] | None = None) -> int:
+    """Delete outbox rows delivered or given up before ``before``, their attempt log first
+    (both in one transaction per batch); pending rows stay, however old."""
+    done = (WebhookDelivery.State.DELIVERED, WebhookDelivery.State.FAILED)
+    rows = WebhookDelivery.objects.filter(state__in=done, done_at__lt=before)
+
+    def delete(ids: list[int]) -> int:
+        WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+        # The condition again inside the transaction, though a done row never reopens.
+        return rows.filter(pk__in=ids).delete()[1].get("events.WebhookDelivery", 0)
+
+    return in_batches(rows, delete, batch, pause, on_batch)

@@ -310,6 +310,8 @@ RETENTION_BODY_DAYS = env_int(env, "RETENTION_BODY_DAYS", 30, minimum=0)
 RETENTION_CAPTURE_DAYS = env_int(env, "RETENTION_CAPTURE_DAYS", 30, minimum=0)
 RETENTION_INTAKE_DAYS = env_int(env, "RETENTION_INTAKE_DAYS", 30, minimum=0)
 RETENTION_EVENT_DAYS = env_int(env, "RETENTION_EVENT_DAYS", 400, minimum=0)
+# Webhook POSTs done (delivered or given up) and their attempt log; the event itself stays.
+RETENTION_WEBHOOK_DAYS = env_int(env, "RETENTION_WEBHOOK_DAYS", 30, minimum=0)
 PRUNE_BATCH = env_int(env, "PRUNE_BATCH", 1000, minimum=1)  # rows per transaction
 # --- Statistics (events.stats) -------------------------------------------
 # The days not rolled up yet (today) are counted from the events at read time; that count is

@@ -21,6 +21,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     time: float
+    status: int = 0  # what the receiver answered (0 until it has)
 
     def verified(self, secret: str) -> dict:
         """The JSON body, after the `standardwebhooks` library has checked the signature
@@ -32,6 +33,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.plan: list[tuple | str] = []  # consumed one per request; then 200
+        self.delay = 0.0  # seconds each answer waits (POSTs in flight for longer)
         self.release = threading.Event()
         self._cond = threading.Condition()
         receiver = self
@@ -42,16 +44,19 @@ class Receiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                request = Request(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                  body, time.monotonic())
                 with receiver._cond:
-                    receiver.requests.append(Request(
-                        self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                        time.monotonic()))
+                    receiver.requests.append(request)
                     action = receiver.plan.pop(0) if receiver.plan else (200, {}, b"thanks")
                     receiver._cond.notify_all()
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 if action == "hang":
                     receiver.release.wait(60)
                     action = (200, {}, b"late")
                 status, headers, text = action
+                request.status = status
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

@@ -1,8 +1,9 @@
 """The commands of docs/deployment.md, run: the unit files pass `systemd-analyze verify`, the
 web unit's gunicorn command line answers /healthz (503 without its database) and honours the
 proxy settings, `check --deploy` passes with deploy/smtpeter.env.example, `migrate` runs
-while runsmtp takes mail, and the backup command of the database in use makes a backup that
-reads back."""
+while runsmtp takes mail, the backup command of the database in use makes a backup that
+reads back, and on PostgreSQL the restore command (into a database of its own) and `migrate`
+after it work, and the guide's `ALTER TABLE` for autovacuum applies."""
 import json
 import os
 import re
@@ -168,6 +169,7 @@ def test_the_backup_command_of_the_database_in_use_reads_back(tmp_path, login):
         listing = subprocess.run([require_tool("pg_restore"), "--list", str(backup)],
                                  capture_output=True, text=True, check=True).stdout
         assert "TABLE DATA public credentials_login" in listing
+        restore_and_migrate(backup, env)
     else:
         sqlite = require_tool("sqlite3")
         subprocess.run([sqlite, settings["NAME"], f".backup '{backup}'"], check=True,
@@ -176,3 +178,39 @@ def test_the_backup_command_of_the_database_in_use_reads_back(tmp_path, login):
                                 "SELECT count(*) FROM credentials_login;"],
                                capture_output=True, text=True, check=True).stdout.split()
         assert check == ["ok", "1"]
+
+
+def restore_and_migrate(backup: Path, env: dict) -> None:
+    """The guide's restore: `pg_restore --clean --if-exists --dbname=…`, then `migrate`
+    (nothing to apply), into a scratch database next to the test database."""
+    settings = connection.settings_dict
+    target = f"{settings['NAME']}_restore"
+    subprocess.run([require_tool("dropdb"), "--if-exists", target], env=env, check=True)
+    subprocess.run([require_tool("createdb"), target], env=env, check=True, timeout=60)
+    try:
+        subprocess.run([require_tool("pg_restore"), "--clean", "--if-exists",
+                        f"--dbname={target}", str(backup)], env=env, check=True,
+                       capture_output=True, timeout=120)
+        url = f"postgres://{env['PGUSER']}@{env['PGHOST']}:{env['PGPORT']}/{target}"
+        done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT,
+                              env={**os.environ, "DATABASE_URL": url}, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "No migrations to apply" in done.stdout, done.stdout
+        count = subprocess.run([require_tool("psql"), "-tAc",
+                                "SELECT count(*) FROM credentials_login", target], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert count == "1"
+    finally:
+        subprocess.run([require_tool("dropdb"), "--if-exists", target], env=env, timeout=60)
+
+
+def test_the_guides_postgresql_table_setting_applies():
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    [statement] = re.findall(r"`(ALTER TABLE relay_recipient SET \([^`]*\);)`", guide)
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'relay_recipient'")
+        assert cursor.fetchone()[0] == ["autovacuum_vacuum_scale_factor=0.02"]

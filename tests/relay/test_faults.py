@@ -7,14 +7,28 @@ Afterwards every acknowledged message is delivered (none lost); the only duplica
 recipients the dead process held leased at the kill, or messages a client sent again after a
 reply it could not trust (a 4xx while the database was cut, or a server that died
 mid-message), counted and printed; each delivered recipient has exactly one delivery event,
-and no recipient more than one deferral event. Webhooks are not built yet: their part of the
-issue's check waits for them.
+and no recipient more than one deferral event.
+
+Webhooks: an endpoint of the sender's, subscribed to the delivery events (delivery, deferral,
+failure), points at a receiver started here (tests/events/receiver.py; WEBHOOK_ALLOW_HTTP and
+WEBHOOK_ALLOW_PRIVATE let the sender reach 127.0.0.1), which answers the first POSTs 503 and
+takes 20 ms over each answer (so that the killed process has POSTs in flight).
+Every such event has exactly one webhook-id acknowledged (2xx) at the receiver, signed with the
+endpoint's secret: none lost; a webhook-id acknowledged twice (its 2xx was never recorded: a
+kill -9 or a cut backend between the POST and its record) is counted and printed, and there
+are never more of those than POSTs whose outcome went unrecorded.
+
+PostgreSQL's fault is pg_terminate_backend on every backend of the test database, not a
+restart of the server: the rest of the suite (and other helpers' suites) run on the same
+server.
 
 Reuses the submitter and sink counting of test_delivery_multiprocess.py; FAULT_MESSAGES sets
 the number of messages (default 5,000).
 """
 from __future__ import annotations
 
+import collections
+import json
 import os
 import signal
 import smtplib
@@ -25,8 +39,10 @@ from django.db import connection
 from django.db.models import Count
 
 from credentials import services
-from events.models import Event
+from events import webhooks
+from events.models import Event, WebhookAttempt, WebhookDelivery
 from relay.models import Recipient
+from tests.events.receiver import LOCAL, Receiver
 
 from .sink import DROP, Sink
 from .smtp_helpers import HOST, Server
@@ -43,6 +59,8 @@ from .test_delivery_multiprocess import (
 pytestmark = pytest.mark.django_db(transaction=True)
 MESSAGES = int(os.environ.get("FAULT_MESSAGES", "5000"))
 DROP_EVERY = 50  # one recipient in this many: the sink drops the connection at its RCPT
+HOOK_TYPES = ["delivery", "deferral", "failure"]
+HOOK_REFUSED = 30  # the receiver answers the first this many POSTs 503 (retried)
 
 
 @pytest.fixture(autouse=True)
@@ -59,9 +77,29 @@ def sink():
 
 
 @pytest.fixture
-def servers(tls_files, tmp_path, sink):
+def receiver():
+    r = Receiver()
+    r.plan = [(503, {}, b"busy")] * HOOK_REFUSED
+    r.delay = 0.02  # so that the killed process has POSTs in flight
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def endpoint(alice, receiver):
+    """alice's endpoint for the delivery events; made before the servers start, so their
+    endpoint caches hold it from the first message."""
+    with LOCAL:
+        return webhooks.create_endpoint(alice, receiver.url, HOOK_TYPES)
+
+
+@pytest.fixture
+def servers(tls_files, tmp_path, sink, endpoint):
     started: list[Server] = []
-    env = {"DELIVERY_MODE": "mx", "RELAY_ROUTES": f"*={HOST}:{sink.port}",
+    env = {"WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_ALLOW_PRIVATE": "true",
+           "WEBHOOK_RETRY_FIRST": "0.5", "WEBHOOK_RETRY_MAX": "2", "WEBHOOK_LEASE": "5",
+           "WEBHOOK_POLL_INTERVAL": "0.2", "WEBHOOK_TIMEOUT": "5",
+           "DELIVERY_MODE": "mx", "RELAY_ROUTES": f"*={HOST}:{sink.port}",
            "DELIVERY_ALLOW_PRIVATE": "true", "DELIVERY_LEASE": "5",
            "DELIVERY_BATCH": str(BATCH), "DELIVERY_POLL_INTERVAL": "0.2",
            "DELIVERY_CONNECTION_IDLE": "2", "SMTP_OUT_CONNECT_TIMEOUT": "5",
@@ -142,7 +180,47 @@ def terminate_backends() -> int:
         return cursor.fetchone()[0]
 
 
-def test_faults_lose_nothing_and_double_only_what_was_in_flight(servers, sink, alice):
+def webhook_check(receiver: Receiver, secret: str) -> str:
+    """Every delivery event has exactly one webhook-id acknowledged at the receiver (none
+    lost); duplicates by webhook-id counted; returns the line to print."""
+    events = set(Event.objects.filter(type__in=HOOK_TYPES).values_list("pk", flat=True))
+    rows = WebhookDelivery.objects.filter(event__type__in=HOOK_TYPES)
+    wait_until(lambda: rows.filter(state="delivered").count() >= len(events), 120,
+               "every webhook row delivered")
+    assert not rows.exclude(state="delivered").exists()
+    assert rows.count() == len(events)  # one outbox row per event
+    requests = list(receiver.requests)
+    acked = [r for r in requests if 200 <= r.status < 300]
+    per_id = collections.Counter(r.headers["webhook-id"] for r in acked)
+    event_of: dict[str, int] = {}
+    for r in acked:
+        data = r.verified(secret)["data"]  # the signature holds
+        assert event_of.setdefault(r.headers["webhook-id"], data["id"]) == data["id"]
+    ids_of = collections.defaultdict(set)
+    for wid, event_id in event_of.items():
+        ids_of[event_id].add(wid)
+    lost = events - set(ids_of)
+    assert not lost, f"{len(lost)} event(s) never acknowledged, e.g. {sorted(lost)[:5]}"
+    assert set(ids_of) <= events, "a POST of an event that is not there"
+    split = {e: w for e, w in ids_of.items() if len(w) > 1}
+    assert not split, f"an event under two webhook-ids: {list(split.items())[:3]}"
+    expected = {webhooks.webhook_id(pk): e for pk, e in rows.values_list("pk", "event_id")}
+    assert event_of == expected
+    doubled = {w: n for w, n in per_id.items() if n > 1}
+    unrecorded = len(requests) - WebhookAttempt.objects.count()
+    assert sum(n - 1 for n in doubled.values()) <= unrecorded, (doubled, unrecorded)
+    refused = sum(1 for r in requests if r.status == 503)
+    assert refused == HOOK_REFUSED
+    types = collections.Counter(json.loads(r.body)["type"] for r in acked)
+    return (f"webhooks: {len(events)} events ({dict(types)} acknowledged POSTs), "
+            f"{len(requests)} POSTs of which {refused} answered 503 and retried; each event "
+            f"acknowledged under exactly one webhook-id, none lost; {len(doubled)} webhook-id(s) "
+            f"acknowledged more than once ({sum(doubled.values()) - len(doubled)} extra "
+            f"POSTs; {unrecorded} POST outcome(s) never recorded: killed or cut)")
+
+
+def test_faults_lose_nothing_and_double_only_what_was_in_flight(servers, sink, alice,
+                                                                 receiver, endpoint):
     login, password = services.create_login(alice)
     for seq in range(0, MESSAGES, DROP_EVERY):
         sink.script[f"rcpt{seq}@d{seq % 10}.test"] = DROP
@@ -206,6 +284,7 @@ def test_faults_lose_nothing_and_double_only_what_was_in_flight(servers, sink, a
     seen_dropped = dropped & deferred_once  # attempted before the sink stopped dropping
     assert seen_dropped, "no drop was ever seen"
     assert not Event.objects.filter(type="failure").exists()
+    hooks = webhook_check(receiver, endpoint[1])
     for server in servers:
         log = server.log_text()
         assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
@@ -217,5 +296,5 @@ def test_faults_lose_nothing_and_double_only_what_was_in_flight(servers, sink, a
           f"{len(submitter.uncertain)} unacknowledged at the kill, {len(submitter.resent)} "
           f"sent again after a 4xx or a cut connection; sink got {sum(counts.values())} "
           f"deliveries of {len(keys)} recipients: none lost, {len(in_flight)} twice for being "
-          f"in flight at the kill, {len(resent)} twice for being sent again")
+          f"in flight at the kill, {len(resent)} twice for being sent again; {hooks}")
 

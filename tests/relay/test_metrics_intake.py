@@ -9,8 +9,7 @@ from relay.metrics import INTAKE
 from . import intake_samples as samples
 from .test_intake import arrived, sent
 
-# Transactional: the counters move when the intake's transaction commits.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True)  # the counter moves on commit
 
 
 def counted(kind: str) -> float:

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from events.models import DailyStat, Event
+from events.models import DailyStat, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from relay import suppression
 from relay.models import Capture, Message, Recipient
 from smtpeter_site.db import insert_sql
@@ -20,6 +20,7 @@ from .test_pages import make_message, signed_in
 pytestmark = pytest.mark.django_db(transaction=True)
 OLD_EVENTS = 200_000
 BATCH = 5_000
+OLD_HOOKS = 12_000  # webhook POSTs delivered 40 days ago, one attempt each
 
 
 def aged(message: Message, days: int) -> Message:
@@ -64,7 +65,8 @@ def test_prune_deletes_what_is_past_retention_in_small_transactions(alice, staff
     assert lines[0].startswith("message bodies: 1 older than 30 days pruned in 1 transaction")
     assert lines[1].startswith("captured copies: 1 older than 30 days pruned")
     assert lines[2].startswith("intake messages: 1 older than 30 days pruned")
-    assert lines[3].startswith(f"events: {OLD_EVENTS} older than 400 days pruned in "
+    assert lines[3].startswith("webhook POSTs: 0 older than 30 days pruned")
+    assert lines[4].startswith(f"events: {OLD_EVENTS} older than 400 days pruned in "
                                f"{OLD_EVENTS // BATCH} transaction(s)")
 
     assert bytes(Message.objects.get(pk=done.pk).raw) == b""
@@ -87,7 +89,8 @@ def test_prune_deletes_what_is_past_retention_in_small_transactions(alice, staff
     again = StringIO()
     call_command("prune", "--batch", str(BATCH), stdout=again)
     assert [line.split(" older")[0] for line in again.getvalue().splitlines()] == [
-        "message bodies: 0", "captured copies: 0", "intake messages: 0", "events: 0"]
+        "message bodies: 0", "captured copies: 0", "intake messages: 0", "webhook POSTs: 0",
+        "events: 0"]
 
 
 def test_prune_keeps_everything_a_zero_setting_keeps(settings, alice):
@@ -97,3 +100,60 @@ def test_prune_keeps_everything_a_zero_setting_keeps(settings, alice):
     call_command("prune", stdout=out)
     assert "message bodies: kept (RETENTION_BODY_DAYS=0)" in out.getvalue()
     assert bytes(Message.objects.get(pk=done.pk).raw) != b""
+
+
+def test_prune_deletes_done_webhook_posts_and_their_log_in_small_transactions(alice):
+    now = timezone.now()
+    message = make_message(alice, recipients=("a@example.org",), state="delivered")
+    event = Event.objects.create(type="delivery", message=message,
+                                 recipient=message.recipients.get())
+    endpoint = WebhookEndpoint.objects.create(owner=alice, url="https://hooks.example.org/",
+                                              event_types=["delivery"], secret_encrypted="x")
+    old = now - timedelta(days=40)
+    columns = ["endpoint", "event", "state", "created", "attempts", "next_attempt_at",
+               "leased_by", "last_error", "done_at"]
+    with connection.cursor() as cursor:
+        cursor.executemany(insert_sql(connection, WebhookDelivery, columns),
+                           [(endpoint.pk, event.pk, "delivered", old, 1, old, "", "", old)
+                            for _ in range(OLD_HOOKS)])
+        ids = list(WebhookDelivery.objects.values_list("pk", flat=True))
+        cursor.executemany(
+            insert_sql(connection, WebhookAttempt, ["endpoint", "delivery", "time", "status",
+                                                    "error", "duration_ms",
+                                                    "response_excerpt"]),
+            [(endpoint.pk, pk, old, 200, "", 5, "ok") for pk in ids])
+
+    def row(state: str, done_at, attempts: int) -> WebhookDelivery:
+        r = WebhookDelivery.objects.create(endpoint=endpoint, event=event, state=state,
+                                           created=old, done_at=done_at, attempts=attempts)
+        for _ in range(attempts):
+            WebhookAttempt.objects.create(endpoint=endpoint, delivery=r, time=old, status=500)
+        return r
+
+    row("failed", old, 3)  # given up 40 days ago: goes with its three attempts
+    pending = row("pending", None, 2)  # old, still retrying: stays with its log
+    fresh = row("delivered", now - timedelta(days=1), 1)
+
+    out = StringIO()
+    call_command("prune", "--batch", str(BATCH), stdout=out)
+    [line] = [x for x in out.getvalue().splitlines() if x.startswith("webhook POSTs")]
+    assert line.startswith(f"webhook POSTs: {OLD_HOOKS + 1} older than 30 days pruned in "
+                           f"{-(-(OLD_HOOKS + 1) // BATCH)} transaction(s)"), line
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {pending.pk, fresh.pk}
+    assert sorted(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == sorted(
+        [pending.pk] * 2 + [fresh.pk])
+    assert Event.objects.filter(pk=event.pk).exists()  # the event is not theirs to delete
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+def test_prune_keeps_webhook_posts_when_their_setting_is_zero(settings, alice):
+    settings.RETENTION_WEBHOOK_DAYS = 0
+    endpoint = WebhookEndpoint.objects.create(owner=alice, url="https://hooks.example.org/",
+                                              event_types=["delivery"], secret_encrypted="x")
+    old = timezone.now() - timedelta(days=400)
+    WebhookDelivery.objects.create(endpoint=endpoint, state="delivered", created=old,
+                                   done_at=old, payload={"type": "test"})
+    out = StringIO()
+    call_command("prune", stdout=out)
+    assert "webhook POSTs: kept (RETENTION_WEBHOOK_DAYS=0)" in out.getvalue()
+    assert WebhookDelivery.objects.count() == 1

@@ -9,19 +9,21 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from events.retention import prune_events
+from events.retention import prune_events, prune_webhooks
 from relay.retention import prune_bodies, prune_captures, prune_intake
 
 STEPS = (  # (what, setting, function)
     ("message bodies", "RETENTION_BODY_DAYS", prune_bodies),
     ("captured copies", "RETENTION_CAPTURE_DAYS", prune_captures),
     ("intake messages", "RETENTION_INTAKE_DAYS", prune_intake),
+    ("webhook POSTs", "RETENTION_WEBHOOK_DAYS", prune_webhooks),
     ("events", "RETENTION_EVENT_DAYS", prune_events),
 )
 
 
 class Command(BaseCommand):
-    help = "Delete message bodies, captured mail, intake mail and events past their retention."
+    help = ("Delete message bodies, captured mail, intake mail, webhook POSTs and events past "
+            "their retention.")
 
     def add_arguments(self, parser):
         parser.add_argument("--batch", type=int, default=None,
