@@ -197,3 +197,17 @@ def render_job(job: RenderJob) -> RenderOutput:
     if job.lists:
         out.links, out.images = prepared.links, prepared.images
     return out
+
+
+def sign_job(bodies: list[bytes], signer_sets: list[tuple[Signer, ...]],
+             which: list[int]) -> list[bytes | str]:
+    """DKIM-sign bodies[i] with signer_sets[which[i]] (runs in a pool process): the unrendered
+    mail of several messages in one round trip (relay.signing.SignBatcher). A body that cannot
+    be signed comes back as the reason (str), costing only its own message."""
+    out: list[bytes | str] = []
+    for body, n in zip(bodies, which, strict=True):
+        try:
+            out.append(sign(body, signer_sets[n]))
+        except Exception as exc:  # noqa: BLE001 - that message goes out unsigned, with a warning
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out
