@@ -11,7 +11,8 @@ where a job that breaks it again is the culprit and fails. runsmtp itself never 
 `render_job` is what delivery runs there: it imports features and senders.dkim only (no
 Django), so the worker processes start small. It also DKIM-signs what it rendered when given
 signers, so each copy crosses the process boundary once (bench/README.md: 0.1-0.15 ms of
-runsmtp's loop per recipient saved against a signing job of its own).
+runsmtp's loop per recipient saved against a signing job of its own). `sign_job` signs the
+unrendered mail of several messages in one job (relay.signing.SignBatcher).
 """
 from __future__ import annotations
 
