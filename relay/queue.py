@@ -410,7 +410,9 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
             alive = set(Message.objects.filter(pk__in={e.message_id for e in extra})
                         .values_list("pk", flat=True))
             extra = [e for e in extra if e.message_id in alive]
-        created = record_many(events + extra)
+        # The warnings first: they were raised before these outcomes (a message page's
+        # timeline reads warning, then delivery).
+        created = record_many(extra + events)[len(extra):]
         if hard:
             from .suppression import record_bounce  # it audits through this module's peers
 
