@@ -201,6 +201,10 @@ class DeliveryWorker:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
+        # Clear from a claim until its tasks exist: stop() waits for it, or a SIGTERM in
+        # between gives the claimed recipients back instead of delivering them.
+        self._settled = asyncio.Event()
+        self._settled.set()
         self._stopping = False
         self._closing = False
         self._recorder_task: asyncio.Task | None = None
@@ -250,9 +254,11 @@ class DeliveryWorker:
                 await asyncio.sleep(pause)
                 continue  # room may have changed meanwhile
             self._wakeup.clear()
+            self._settled.clear()
             try:
                 claims = await self._db(queue.claim, self.worker_id, room)
             except Exception as exc:  # noqa: BLE001 - the database comes back; we go on
+                self._settled.set()
                 pause = min(self.poll, 2 ** min(failures, 5) * 0.25)
                 failures += 1
                 log.error("claiming failed (%s: %s); next try in %g s",
@@ -263,6 +269,7 @@ class DeliveryWorker:
             if len(claims) < room:
                 next_claim = self._loop.time() + self.claim_interval
             if not claims:
+                self._settled.set()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self.poll)
                 except TimeoutError:
@@ -282,12 +289,17 @@ class DeliveryWorker:
                 task = asyncio.create_task(self.deliver_message(message_id, group, ahead))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            self._settled.set()
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop claiming; let sends in flight finish for ``grace`` s; give back what is left."""
         self._stopping = True
         self._wakeup.set()
         self._room.set()
+        try:
+            await asyncio.wait_for(self._settled.wait(), grace)
+        except TimeoutError:
+            pass
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
