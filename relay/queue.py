@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -301,7 +301,8 @@ def _report(r: Result, message_id: int, action: str, now: datetime, status: str 
 
 
 def record_results(worker_id: str, results: list[Result], now: datetime | None = None, *,
-                   on_dsn: Callable[[list[int]], None] | None = None) -> int:
+                   on_dsn: Callable[[list[int]], None] | None = None,
+                   events: Sequence[NewEvent] = ()) -> int:
     """Store a batch of outcomes in one transaction; returns how many were stored.
 
     Rows whose lease ``worker_id`` no longer holds (expired and claimed by another, or
@@ -310,8 +311,10 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
     Events: delivery, failure, and deferral only when a recipient is first deferred.
     The DSNs these outcomes earn (relay.reports_out) are queued in the same transaction;
     on_dsn(their message ids) is called after the commit, when there are any.
+    ``events`` (delivery's warnings) are recorded in the same transaction, those of messages
+    deleted meanwhile left out.
     """
-    if not results:
+    if not results and not events:
         return 0
     now = now or timezone.now()
     by_id = {r.recipient_id: r for r in results}
@@ -328,6 +331,7 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
             mine = {row[0] for row in rows}
             log.warning("%d outcome(s) dropped: lease lost or recipient deleted (ids %s)",
                         len(by_id) - len(rows), sorted(set(by_id) - mine)[:20])
+        extra = list(events)
         attempts, captures, events, reports = [], [], [], []
         hard: list[tuple[int, int, str, str]] = []  # (event index, owner, address, detail)
         delivered: dict[tuple, list[int]] = defaultdict(list)
@@ -402,7 +406,13 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                 next_attempt_at=None, lease_until=None, leased_by="", updated=now)
         Attempt.objects.bulk_create(attempts)
         Capture.objects.bulk_create(captures)
-        created = record_many(events)
+        if extra:
+            alive = set(Message.objects.filter(pk__in={e.message_id for e in extra})
+                        .values_list("pk", flat=True))
+            extra = [e for e in extra if e.message_id in alive]
+        # The warnings first: they were raised before these outcomes (a message page's
+        # timeline reads warning, then delivery).
+        created = record_many(extra + events)[len(extra):]
         if hard:
             from .suppression import record_bounce  # it audits through this module's peers
 

@@ -11,7 +11,8 @@ where a job that breaks it again is the culprit and fails. runsmtp itself never 
 `render_job` is what delivery runs there: it imports features and senders.dkim only (no
 Django), so the worker processes start small. It also DKIM-signs what it rendered when given
 signers, so each copy crosses the process boundary once (bench/README.md: 0.1-0.15 ms of
-runsmtp's loop per recipient saved against a signing job of its own).
+runsmtp's loop per recipient saved against a signing job of its own). `sign_job` signs the
+unrendered mail of several messages in one job (relay.signing.SignBatcher).
 """
 from __future__ import annotations
 
@@ -196,4 +197,18 @@ def render_job(job: RenderJob) -> RenderOutput:
             out.sign_error = f"{type(exc).__name__}: {exc}"
     if job.lists:
         out.links, out.images = prepared.links, prepared.images
+    return out
+
+
+def sign_job(bodies: list[bytes], signer_sets: list[tuple[Signer, ...]],
+             which: list[int]) -> list[bytes | str]:
+    """DKIM-sign bodies[i] with signer_sets[which[i]] (runs in a pool process): the unrendered
+    mail of several messages in one round trip (relay.signing.SignBatcher). A body that cannot
+    be signed comes back as the reason (str), costing only its own message."""
+    out: list[bytes | str] = []
+    for body, n in zip(bodies, which, strict=True):
+        try:
+            out.append(sign(body, signer_sets[n]))
+        except Exception as exc:  # noqa: BLE001 - that message goes out unsigned, with a warning
+            out.append(f"{type(exc).__name__}: {exc}")
     return out

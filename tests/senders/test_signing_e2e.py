@@ -169,7 +169,8 @@ def test_refuse_mode_answers_550_naming_the_domain_and_takes_verified_mail(
 
 @pytest.mark.parametrize("features", [[], ["clicktracking"]],
                          ids=["unrendered: a signing job", "rendered: in the render job"])
-def test_mail_that_cannot_be_signed_goes_out_unsigned_and_says_why(server, bob, features):
+def test_mail_that_cannot_be_signed_goes_out_unsigned_and_says_why(server, refusing_server, bob,
+                                                                   features):
     login, password = logins.create_login(bob, features=features)
     message = send(server, login, password,
                    b"Subject: no From header\r\n\r\n<a href=\"https://shop.test/\">hi</a>\r\n",
@@ -179,5 +180,6 @@ def test_mail_that_cannot_be_signed_goes_out_unsigned_and_says_why(server, bob, 
     [warning] = Event.objects.filter(message=message, type="warning")
     assert warning.data == {"reason": "DKIM signing failed (SigningError: no From header)",
                             "action": "sent unsigned"}
+    # On PostgreSQL the module's other runsmtp delivers from the same queue: either may log it.
     assert f"{message.queue_id}: DKIM signing failed (SigningError: no From header); sent " \
-           "unsigned" in server.log_text()
+           "unsigned" in server.log_text() + refusing_server.log_text()
