@@ -316,9 +316,15 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
     """
     if not results and not events:
         return 0
-    now = now or timezone.now()
     by_id = {r.recipient_id: r for r in results}
     with transaction.atomic():
+        if events:
+            # First, so their time precedes the attempts' (they were raised before them): a
+            # message page's timeline reads warning, attempt, delivery.
+            alive = set(Message.objects.filter(pk__in={e.message_id for e in events})
+                        .values_list("pk", flat=True))
+            record_many([e for e in events if e.message_id in alive])
+        now = now or timezone.now()
         rows = list(
             Recipient.objects.select_for_update()
             .filter(pk__in=list(by_id), leased_by=worker_id)
@@ -331,7 +337,6 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
             mine = {row[0] for row in rows}
             log.warning("%d outcome(s) dropped: lease lost or recipient deleted (ids %s)",
                         len(by_id) - len(rows), sorted(set(by_id) - mine)[:20])
-        extra = list(events)
         attempts, captures, events, reports = [], [], [], []
         hard: list[tuple[int, int, str, str]] = []  # (event index, owner, address, detail)
         delivered: dict[tuple, list[int]] = defaultdict(list)
@@ -406,13 +411,7 @@ def record_results(worker_id: str, results: list[Result], now: datetime | None =
                 next_attempt_at=None, lease_until=None, leased_by="", updated=now)
         Attempt.objects.bulk_create(attempts)
         Capture.objects.bulk_create(captures)
-        if extra:
-            alive = set(Message.objects.filter(pk__in={e.message_id for e in extra})
-                        .values_list("pk", flat=True))
-            extra = [e for e in extra if e.message_id in alive]
-        # The warnings first: they were raised before these outcomes (a message page's
-        # timeline reads warning, then delivery).
-        created = record_many(extra + events)[len(extra):]
+        created = record_many(events)
         if hard:
             from .suppression import record_bounce  # it audits through this module's peers
 
