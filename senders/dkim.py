@@ -212,11 +212,6 @@ def sign(message: bytes, signers: Sequence[Signer], *, now: int | None = None) -
     return b"".join(out) + message
 
 
-def sign_many(messages: list[bytes], signers: Sequence[Signer]) -> list[bytes]:
-    """sign() over several messages (one render-pool job: one round trip for a chunk)."""
-    return [sign(m, signers) for m in messages]
-
-
 _FROM = re.compile(rb"^from[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)", re.IGNORECASE | re.MULTILINE)
 
 
